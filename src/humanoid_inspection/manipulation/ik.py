@@ -140,7 +140,7 @@ class IKSolver:
         vidx = self.group.v_idx
         lo, hi = self.group.lower, self.group.upper
         w = self.rotation_weight
-        bias = 1e-4 * np.eye(len(idx))
+        damping_eye = np.eye(len(idx))
         best = np.inf
         best_it = 0
         perr = rerr = np.inf
@@ -166,7 +166,7 @@ class IKSolver:
             jg = jac[:, vidx]
             jg[3:] *= w
             h = jg.T @ jg
-            h += (0.5 * err2) * np.eye(len(idx)) + bias
+            h += (0.5 * err2 + 1e-4) * damping_eye
             g = jg.T @ e
             dq = np.linalg.solve(h, g)
             q = q_full[idx] + dq
@@ -180,8 +180,7 @@ class IKSolver:
                     q = np.clip(q, lo, hi)
                     e2 = e - jg[:, out] @ (q[out] - q0[out])
                     jf = jg[:, free]
-                    hf = jf.T @ jf + (0.5 * err2) * np.eye(int(free.sum())) + bias[:len(jf.T),
-                                                                                  :len(jf.T)]
+                    hf = jf.T @ jf + (0.5 * err2 + 1e-4) * np.eye(jf.shape[1])
                     q[free] = np.clip(q0[free] + np.linalg.solve(hf, jf.T @ e2), lo[free],
                                       hi[free])
             q_full[idx] = q
