@@ -17,8 +17,8 @@ points [{"point_2d": [x, y]}], [{"points": [[x, y], ...], "label": ...}], [{"poi
 or bare [[x, y], ...]; bracket formats: RoboPoint tuples [(x, y), ...], plain [x1, y1, x2, y2]
 lists; Molmo <point x=".." y=".."> / <points x1=.. y1=.. ...> tags.
 
-Nothing is guessed: an answer with no coordinates is MISSING, one whose structure or numbers
-are wrong is MALFORMED, a coordinate outside the convention's range is OUT_OF_IMAGE, a
+Nothing is guessed: an empty answer is MISSING; an answer without coordinates, or whose
+structure or numbers are wrong (truncated JSON included) is MALFORMED; a coordinate outside the convention's range is OUT_OF_IMAGE, a
 thinking block that never closes is UNFINISHED_THINKING; each raises VlmParseError with the
 reason. An explicit empty JSON list ([]) is a valid "nothing found".
 """
@@ -146,6 +146,13 @@ def strip_thinking(text: Optional[str]) -> str:
     return text.strip()
 
 
+def _answer(text: Optional[str]) -> str:
+    answer = strip_thinking(text)
+    if not answer:
+        raise VlmParseError(ParseFailure.MISSING, 'the answer after the thinking block is empty')
+    return answer
+
+
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not math.isfinite(value):
@@ -161,7 +168,7 @@ def _load_json(answer: str) -> Tuple[bool, Any]:
         try:
             return True, json.loads(body)
         except json.JSONDecodeError as exc:
-            if _TUPLE.search(body) or _QUAD.search(body):
+            if '{' not in body and (_TUPLE.search(body) or _QUAD.search(body)):
                 return False, body
             raise VlmParseError(ParseFailure.MALFORMED,
                                 f'invalid JSON in the ```json block: {exc}') from exc
@@ -173,8 +180,8 @@ def _load_json(answer: str) -> Tuple[bool, Any]:
         data, _ = json.JSONDecoder().raw_decode(answer[start:])
         return True, data
     except json.JSONDecodeError as exc:
-        if _TUPLE.search(answer) or _QUAD.search(answer) or _MOLMO_POINT.search(answer):
-            return False, answer
+        if '{' not in answer and (_TUPLE.search(answer) or _QUAD.search(answer)):
+            return False, answer  # bracket formats (RoboPoint tuples, bare quads)
         raise VlmParseError(ParseFailure.MALFORMED, f'invalid JSON: {exc}') from exc
 
 
@@ -230,12 +237,12 @@ def parse_boxes(text: Optional[str], frame: CoordinateFrame) -> List[ParsedBox]:
     Raises:
         VlmParseError: MISSING / MALFORMED / OUT_OF_IMAGE / UNFINISHED_THINKING.
     """
-    answer = strip_thinking(text)
+    answer = _answer(text)
     found, data = _load_json(answer)
     if not found:
         quads = _QUAD.findall(data)
         if not quads:
-            raise VlmParseError(ParseFailure.MISSING, f'no box in the answer {answer[:80]!r}')
+            raise VlmParseError(ParseFailure.MALFORMED, f'no box in the answer {answer[:80]!r}')
         return [_box([float(v) for v in q], frame, '') for q in quads]
     boxes = []
     for item in _items(data):
@@ -280,7 +287,7 @@ def parse_points(text: Optional[str], frame: CoordinateFrame) -> List[ParsedPoin
     Raises:
         VlmParseError: MISSING / MALFORMED / OUT_OF_IMAGE / UNFINISHED_THINKING.
     """
-    answer = strip_thinking(text)
+    answer = _answer(text)
     molmo = _MOLMO_POINT.findall(answer)
     multi = _MOLMO_POINTS.findall(answer)
     if molmo or multi:
@@ -299,7 +306,8 @@ def parse_points(text: Optional[str], frame: CoordinateFrame) -> List[ParsedPoin
     if not found:
         tuples = _TUPLE.findall(data)
         if not tuples:
-            raise VlmParseError(ParseFailure.MISSING, f'no point in the answer {answer[:80]!r}')
+            raise VlmParseError(ParseFailure.MALFORMED,
+                                f'no point in the answer {answer[:80]!r}')
         return [_point((float(x), float(y)), frame, '') for x, y in tuples]
     if isinstance(data, list) and len(data) == 2 and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in data):
