@@ -244,6 +244,9 @@ def parse_boxes(text: Optional[str], frame: CoordinateFrame) -> List[ParsedBox]:
         if not quads:
             raise VlmParseError(ParseFailure.MALFORMED, f'no box in the answer {answer[:80]!r}')
         return [_box([float(v) for v in q], frame, '') for q in quads]
+    if isinstance(data, list) and len(data) == 4 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in data):
+        data = [data]  # a single bare [x1, y1, x2, y2]
     boxes = []
     for item in _items(data):
         if isinstance(item, dict):
