@@ -1,0 +1,126 @@
+"""Where the cell puts a part: place poses for the fixture, the bins and the review location.
+
+A place pose is "where the grasp point goes" (PickPlace.action), in the robot base frame. The
+part keeps the orientation it was grasped with; the grasp point keeps its height above the face
+the part rests on, so the part lands on the target surface (plus a small drop clearance).
+Geometry comes from config/cell.yaml through ``humanoid_inspection.cell_geometry`` (adapter
+:func:`targets_from_cell`); this module itself only does the frame arithmetic (numpy/scipy).
+"""
+
+from dataclasses import dataclass
+from typing import Dict, Tuple
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from humanoid_inspection.cell.cycle import Grasp
+
+DESTINATIONS = ('fixture', 'accept_bin', 'reject_bin', 'review')
+
+
+@dataclass(frozen=True)
+class Target:
+    """A place target in the world frame: centre of the surface the part rests on."""
+
+    name: str
+    xyz: Tuple[float, float, float]     # world frame (m); z = height of the resting surface
+    drop_m: float = 0.01                # clearance above the surface when the gripper opens
+
+
+def pose_matrix(xyz, rpy) -> np.ndarray:
+    """4x4 transform from a translation (m) and roll-pitch-yaw (rad, extrinsic xyz)."""
+    m = np.eye(4)
+    m[:3, :3] = Rotation.from_euler('xyz', rpy).as_matrix()
+    m[:3, 3] = xyz
+    return m
+
+
+class PlaceTargets:
+    """Place poses in the robot base frame for the cell's destinations.
+
+    Args:
+        world_T_base: 4x4 pose of base_link in the world.
+        table_top_z: height of the table top in the world (m): parts are grasped there.
+        targets: destination name -> Target (needs every name in DESTINATIONS).
+
+    Raises:
+        ValueError: a destination is missing or the transform is not a rigid 4x4.
+    """
+
+    def __init__(self, world_T_base: np.ndarray, table_top_z: float,
+                 targets: Dict[str, Target]):
+        world_T_base = np.asarray(world_T_base, dtype=float)
+        if world_T_base.shape != (4, 4) or not np.allclose(
+                world_T_base[:3, :3] @ world_T_base[:3, :3].T, np.eye(3), atol=1e-6):
+            raise ValueError('world_T_base must be a rigid 4x4 transform')
+        missing = [d for d in DESTINATIONS if d not in targets]
+        if missing:
+            raise ValueError(f'place targets missing: {missing}')
+        self.world_T_base = world_T_base
+        self.base_T_world = np.linalg.inv(world_T_base)
+        self.table_top_z = float(table_top_z)
+        self.targets = dict(targets)
+
+    def grasp_height(self, grasp: Grasp) -> float:
+        """Height of the grasp point above the table top (m), at least 5 mm."""
+        p = self.world_T_base @ np.r_[np.asarray(grasp.position, float), 1.0]
+        return max(0.005, float(p[2]) - self.table_top_z)
+
+    def place_pose(self, destination: str, grasp: Grasp) -> Tuple[np.ndarray, np.ndarray]:
+        """(position (3,), quaternion xyzw (4,)) of the grasp point at destination, base frame.
+
+        Raises:
+            ValueError: unknown destination or a non-finite grasp.
+        """
+        if destination not in self.targets:
+            raise ValueError(f"unknown destination '{destination}' "
+                             f'(known: {sorted(self.targets)})')
+        pos = np.asarray(grasp.position, float)
+        quat = np.asarray(grasp.orientation, float)
+        if pos.shape != (3,) or quat.shape != (4,) or not np.all(np.isfinite(pos)) \
+                or not np.all(np.isfinite(quat)) or np.linalg.norm(quat) < 1e-6:
+            raise ValueError(f'grasp #{grasp.index} has a non-finite or malformed pose')
+        target = self.targets[destination]
+        world = np.array([target.xyz[0], target.xyz[1],
+                          target.xyz[2] + self.grasp_height(grasp) + target.drop_m, 1.0])
+        base = self.base_T_world @ world
+        return base[:3], quat / np.linalg.norm(quat)
+
+    def fixture_grasp(self, grasp: Grasp) -> Grasp:
+        """The grasp that takes the part back out of the fixture (where it was placed)."""
+        pos, quat = self.place_pose('fixture', grasp)
+        pos = pos - (self.base_T_world[:3, :3] @ np.array([0, 0, self.targets['fixture'].drop_m]))
+        return Grasp(0, grasp.score, grasp.opening_m, tuple(pos), tuple(quat))
+
+
+def approach_axis(quat_xyzw) -> np.ndarray:
+    """The gripper's approach axis (its x axis) for a quaternion x, y, z, w."""
+    return Rotation.from_quat(quat_xyzw).as_matrix()[:, 0]
+
+
+def targets_from_cell(cell, drop_m: float = 0.01, bin_drop_m: float = 0.05) -> PlaceTargets:
+    """PlaceTargets from a humanoid_inspection.cell_geometry.CellGeometry."""
+    world_T_base = pose_matrix(cell.robot.base_xyz, cell.robot.base_rpy)
+    table_top = float(cell.table.top_height)
+    fixture = cell.xray_cabinet.fixture
+    targets = {
+        'fixture': Target('fixture', tuple(_seat_xyz(fixture)), drop_m),
+        'accept_bin': Target('accept_bin', tuple(_bin_floor_xyz(cell.accept_bin)), bin_drop_m),
+        'reject_bin': Target('reject_bin', tuple(_bin_floor_xyz(cell.reject_bin)), bin_drop_m),
+        'review': Target('review', tuple(_seat_xyz(cell.review)), drop_m),
+    }
+    return PlaceTargets(world_T_base, table_top, targets)
+
+
+def _seat_xyz(obj) -> np.ndarray:
+    for name in ('seat_xyz', 'xyz', 'position'):
+        if hasattr(obj, name):
+            return np.asarray(getattr(obj, name), float)[:3]
+    raise ValueError(f'{type(obj).__name__} has no seat position')
+
+
+def _bin_floor_xyz(obj) -> np.ndarray:
+    for name in ('floor_xyz', 'xyz', 'position'):
+        if hasattr(obj, name):
+            return np.asarray(getattr(obj, name), float)[:3]
+    raise ValueError(f'{type(obj).__name__} has no floor position')

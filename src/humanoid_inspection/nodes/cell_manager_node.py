@@ -1,0 +1,547 @@
+"""cell_manager node: runs the inspection cycle (action run_inspection_cycle) over ROS.
+
+The cycle itself is pure logic (humanoid_inspection.cell.cycle); this node implements its
+CellServices with ROS clients: perception/detections (topic), affordance/predict (srv),
+pick_place (action), xray/acquire (srv) + inspect_part (action), and the simulation's ground
+truth service when one is configured (report only, never used for a decision). Every call is
+asynchronous with a timeout, on a ReentrantCallbackGroup under a MultiThreadedExecutor. It
+publishes cell/status (CellStatus) on every event and at status_rate_hz, and diagnostics.
+"""
+
+import json
+import threading
+import time
+from typing import Optional
+
+from action_msgs.msg import GoalStatus
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Vector3
+from humanoid_inspection_interfaces.action import InspectPart, PickPlace, RunInspectionCycle
+from humanoid_inspection_interfaces.msg import Affordance, CellStatus, DetectionArray
+from humanoid_inspection_interfaces.srv import AcquireRadiograph, PredictAffordance
+from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from humanoid_inspection.cell.cycle import (
+    CellServices, CycleConfig, Grasp, Grasps, Inspection, InspectionCycle, MoveOutcome,
+    PartSighting, Perception, ServiceUnavailable)
+from humanoid_inspection.cell.places import approach_axis
+from humanoid_inspection.cell.records import RecordsStore
+from humanoid_inspection.nodes.conversions import ImageConversionError, image_to_numpy
+from humanoid_inspection.nodes.node_support import (
+    Param, StartupError, declare_typed_parameters, reject_unknown_parameters, run_node)
+
+PARAMS = (
+    Param('records_db', 'runs/cell/cell.db', 'records database (SQLite); radiographs beside it'),
+    Param('cell_config', '', 'cell geometry YAML; empty = the package config/cell.yaml'),
+    Param('arm', '', 'arm for pick_place: left, right or empty = manipulation chooses'),
+    Param('base_frame', 'base_link', 'frame of the place poses'),
+    Param('min_detection_score', 0.3, 'detections below this score are ignored', 0.0, 1.0),
+    Param('max_grasp_attempts', 3, 'grasp attempts per part (next candidate each)', 1, 20),
+    Param('xray_attempts', 2, 'acquire + inspect attempts per part', 1, 10),
+    Param('sort_attempts', 2, 'attempts to move a part from the fixture to its bin', 1, 10),
+    Param('max_consecutive_failures', 3, 'stop the cycle after this many failed parts', 1, 100),
+    Param('skip_tolerance_px', 25.0, 'a sighting this close to a skipped part is skipped (px)',
+          0.0, 1000.0),
+    Param('review_destination', 'review', 'where REVIEW parts go (cell.yaml review location)'),
+    Param('save_snapshots', True, 'store a head-camera picture per part'),
+    Param('place_drop_m', 0.01, 'clearance above the fixture / review surface at release (m)',
+          0.0, 0.2),
+    Param('bin_drop_m', 0.05, 'clearance above a bin floor at release (m)', 0.0, 0.5),
+    Param('server_wait_s', 10.0, 'wait for a service/action server to appear (s)', 0.1, 300.0),
+    Param('perception_timeout_s', 20.0, 'wait for fresh detections (s)', 0.5, 600.0),
+    Param('affordance_timeout_s', 20.0, 'affordance/predict timeout (s)', 0.5, 600.0),
+    Param('pick_place_timeout_s', 300.0, 'pick_place action timeout (s)', 1.0, 3600.0),
+    Param('acquire_timeout_s', 60.0, 'xray/acquire timeout (s)', 0.5, 600.0),
+    Param('inspect_timeout_s', 60.0, 'inspect_part timeout (s)', 0.5, 600.0),
+    Param('ground_truth_service', '', 'simulation ground-truth service; empty = none'),
+    Param('rest_service', '', 'std_srvs/Trigger that sends the robot to rest; empty = none'),
+    Param('status_rate_hz', 1.0, 'cell/status and diagnostics rate (Hz)', 0.1, 50.0),
+)
+
+MOVE_ERROR_NAMES = {
+    0: 'ok', 1: 'invalid_goal', 2: 'unreachable', 3: 'start_in_collision',
+    4: 'goal_in_collision', 5: 'plan_failed', 6: 'execution_failed', 7: 'canceled',
+    8: 'estop', 9: 'grasp_failed', 10: 'start_out_of_limits', 11: 'busy'}
+
+
+def _stamp_s(stamp) -> float:
+    return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
+
+
+def defect_to_dict(d) -> dict:
+    """XrayDefect message -> JSON-serialisable dict for the records."""
+    return {'kind': d.kind, 'confidence': float(d.confidence),
+            'box_xyxy': [int(d.x_min_px), int(d.y_min_px), int(d.x_max_px), int(d.y_max_px)],
+            'size_mm': float(d.size_mm), 'area_mm2': float(d.area_mm2),
+            'contrast': float(d.contrast), 'zone': d.zone,
+            'severity_level': int(d.severity_level)}
+
+
+def affordance_to_grasp(index: int, a: Affordance) -> Grasp:
+    """Affordance message (base frame) -> Grasp carrying the message as handle."""
+    p, q = a.grasp_pose.position, a.grasp_pose.orientation
+    return Grasp(index, float(a.score), float(a.gripper_opening_m), (p.x, p.y, p.z),
+                 (q.x, q.y, q.z, q.w), handle=a)
+
+
+def grasp_to_affordance(grasp: Grasp, frame: str, object_id: str) -> Affordance:
+    """Grasp -> Affordance message (approach = the pose's x axis)."""
+    a = Affordance()
+    a.header.frame_id = frame
+    a.object_id = object_id
+    a.grasp_pose = Pose(position=Point(x=float(grasp.position[0]), y=float(grasp.position[1]),
+                                       z=float(grasp.position[2])),
+                        orientation=Quaternion(x=float(grasp.orientation[0]),
+                                               y=float(grasp.orientation[1]),
+                                               z=float(grasp.orientation[2]),
+                                               w=float(grasp.orientation[3])))
+    ax = approach_axis(grasp.orientation)
+    a.approach = Vector3(x=float(ax[0]), y=float(ax[1]), z=float(ax[2]))
+    a.gripper_opening_m = float(grasp.opening_m)
+    a.score = float(grasp.score)
+    a.pixel_space = 'original_image'
+    return a
+
+
+class RosCellServices(CellServices):
+    """CellServices over ROS clients of the cell_manager node."""
+
+    def __init__(self, node: 'CellManagerNode'):
+        self.node = node
+        self.p = node.params
+        self._places = None
+        self._active_goal = None
+        self.cancel_requested = lambda: False
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _wait_future(self, future, timeout: float, what: str):
+        event = threading.Event()
+        future.add_done_callback(lambda _f: event.set())
+        if not event.wait(timeout):
+            raise ServiceUnavailable(f'{what}: no answer within {timeout:.0f} s')
+        exc = future.exception()
+        if exc is not None:
+            raise ServiceUnavailable(f'{what}: {exc}')
+        return future.result()
+
+    def _ready(self, client, what: str) -> None:
+        wait = self.p['server_wait_s']
+        ok = client.wait_for_server(timeout_sec=wait) if isinstance(client, ActionClient) \
+            else client.wait_for_service(timeout_sec=wait)
+        if not ok:
+            raise ServiceUnavailable(f'{what} is not available (waited {wait:.0f} s; is its node '
+                                     'running?)')
+
+    def places(self):
+        """PlaceTargets from the cell geometry (loaded once)."""
+        if self._places is None:
+            from humanoid_inspection.cell.places import targets_from_cell
+            from humanoid_inspection.cell_geometry import load_cell
+            cell = load_cell(self.p['cell_config'] or None)
+            self._places = targets_from_cell(cell, self.p['place_drop_m'], self.p['bin_drop_m'])
+        return self._places
+
+    # -- CellServices --------------------------------------------------------------------------
+    def sim_time(self) -> Optional[float]:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def perceive(self) -> Perception:
+        node = self.node
+        since = self.sim_time()
+        deadline = time.monotonic() + self.p['perception_timeout_s']
+        while True:
+            with node.lock:
+                det = node.latest_detections
+                arrived = node.latest_detections_wall
+            if det is not None and _stamp_s(det.header.stamp) >= since:
+                break
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(
+                    f'no fresh perception/detections within {self.p["perception_timeout_s"]:.0f}'
+                    ' s (is the perception node running and the camera publishing?)')
+            time.sleep(0.02)
+        stamp = _stamp_s(det.header.stamp)
+        with node.lock:
+            image_wall = node.image_arrivals.get(stamp)
+            snapshot = node.latest_image
+        compute = max(0.0, arrived - image_wall) if image_wall is not None else 0.0
+        picture = None
+        if snapshot is not None:
+            try:
+                picture = image_to_numpy(snapshot, allowed=('rgb8',))
+            except ImageConversionError as exc:
+                node.get_logger().warning(f'snapshot skipped: {exc}')
+        if det.diagnostic:
+            node.get_logger().info(f'perception: {det.diagnostic}')
+        sightings = [
+            PartSighting(d.id, d.class_id, float(d.score), (d.center_x_px, d.center_y_px), d)
+            for d in det.detections if d.score >= self.p['min_detection_score']]
+        sightings.sort(key=lambda s: -s.score)
+        return Perception(sightings, compute, picture)
+
+    def predict_grasps(self, sighting: PartSighting) -> Grasps:
+        client = self.node.predict_client
+        self._ready(client, 'affordance/predict')
+        t0 = time.monotonic()
+        resp = self._wait_future(
+            client.call_async(PredictAffordance.Request(object_id=sighting.object_id,
+                                                        in_base_frame=True)),
+            self.p['affordance_timeout_s'], 'affordance/predict')
+        compute = time.monotonic() - t0
+        if not resp.success:
+            return Grasps([], compute, resp.message or resp.candidates.diagnostic)
+        cands = [c for c in resp.candidates.candidates
+                 if not c.object_id or c.object_id == sighting.object_id]
+        grasps = [affordance_to_grasp(i, c) for i, c in enumerate(cands)]
+        message = resp.candidates.diagnostic if not grasps else ''
+        if not grasps:
+            a = resp.candidates
+            message = (f'{message} (discarded: {a.discarded_no_depth} no depth, '
+                       f'{a.discarded_too_wide} too wide, {a.discarded_other} other)').strip()
+        return Grasps(grasps, compute, message)
+
+    def _run_pick_place(self, object_id: str, affordances, place_position, place_quat,
+                        what: str) -> MoveOutcome:
+        client = self.node.pick_place_client
+        self._ready(client, 'pick_place')
+        goal = PickPlace.Goal()
+        goal.object_id = object_id
+        goal.grasp_candidates = list(affordances)
+        goal.place_pose = PoseStamped()
+        goal.place_pose.header.frame_id = self.p['base_frame']
+        goal.place_pose.header.stamp = self.node.get_clock().now().to_msg()
+        goal.place_pose.pose.position = Point(x=float(place_position[0]),
+                                              y=float(place_position[1]),
+                                              z=float(place_position[2]))
+        goal.place_pose.pose.orientation = Quaternion(
+            x=float(place_quat[0]), y=float(place_quat[1]), z=float(place_quat[2]),
+            w=float(place_quat[3]))
+        goal.arm = self.p['arm']
+        handle = self._wait_future(client.send_goal_async(goal), self.p['server_wait_s'],
+                                   f'pick_place ({what}) goal')
+        if not handle.accepted:
+            return MoveOutcome(False, 'busy', f'pick_place rejected the goal ({what})')
+        self._active_goal = handle
+        try:
+            result_future = handle.get_result_async()
+            deadline = time.monotonic() + self.p['pick_place_timeout_s']
+            canceled = False
+            while not result_future.done():
+                if not canceled and self.cancel_requested():
+                    handle.cancel_goal_async()
+                    canceled = True
+                if time.monotonic() > deadline:
+                    handle.cancel_goal_async()
+                    raise ServiceUnavailable(
+                        f'pick_place ({what}): no result within '
+                        f'{self.p["pick_place_timeout_s"]:.0f} s')
+                time.sleep(0.05)
+            wrapped = result_future.result()
+        finally:
+            self._active_goal = None
+        r = wrapped.result
+        error = MOVE_ERROR_NAMES.get(int(r.error_code), f'error_{r.error_code}')
+        if wrapped.status == GoalStatus.STATUS_CANCELED:
+            error = 'canceled'
+        return MoveOutcome(bool(r.success), 'ok' if r.success else error, r.message,
+                           r.arm_used, int(r.grasp_index), float(r.planning_time_s),
+                           float(r.trajectory_duration_s))
+
+    def pick_place(self, sighting, grasps, destination) -> MoveOutcome:
+        pos, quat = self.places().place_pose(destination, grasps[0])
+        return self._run_pick_place(sighting.object_id, [g.handle for g in grasps], pos, quat,
+                                    f'{sighting.object_id} -> {destination}')
+
+    def move_from_fixture(self, grasp, destination) -> MoveOutcome:
+        if grasp is None:
+            return MoveOutcome(False, 'invalid_goal', 'no grasp stored for the part in the '
+                               'fixture')
+        places = self.places()
+        fixture_grasp = places.fixture_grasp(grasp)
+        pos, quat = places.place_pose(destination, grasp)
+        affordance = grasp_to_affordance(fixture_grasp, self.p['base_frame'], 'fixture_part')
+        return self._run_pick_place('fixture_part', [affordance], pos, quat,
+                                    f'fixture -> {destination}')
+
+    def acquire_and_inspect(self, expected_part_id: str = '') -> Inspection:
+        node = self.node
+        self._ready(node.acquire_client, 'xray/acquire')
+        t0 = time.monotonic()
+        resp = self._wait_future(
+            node.acquire_client.call_async(AcquireRadiograph.Request(part_id=expected_part_id)),
+            self.p['acquire_timeout_s'], 'xray/acquire')
+        acquire_s = time.monotonic() - t0
+        if not resp.success:
+            empty = 'empty' in resp.message.lower()
+            return Inspection(False, f'xray/acquire: {resp.message}', fixture_empty=empty,
+                              acquire_s=acquire_s)
+        try:
+            image = image_to_numpy(resp.radiograph, allowed=('mono16',))
+        except ImageConversionError as exc:
+            return Inspection(False, f'xray/acquire returned a bad radiograph: {exc}',
+                              acquire_s=acquire_s)
+        self._ready(node.inspect_client, 'inspect_part')
+        goal = InspectPart.Goal(part_id=resp.part_id, acquire=False, radiograph=resp.radiograph,
+                                pixel_pitch_mm=resp.pixel_pitch_mm,
+                                magnification=resp.magnification, part_family=resp.part_family)
+        handle = self._wait_future(node.inspect_client.send_goal_async(goal),
+                                   self.p['server_wait_s'], 'inspect_part goal')
+        if not handle.accepted:
+            return Inspection(False, 'inspect_part rejected the goal', acquire_s=acquire_s)
+        wrapped = self._wait_future(handle.get_result_async(), self.p['inspect_timeout_s'],
+                                    'inspect_part')
+        r = wrapped.result
+        if not r.success:
+            return Inspection(False, f'inspect_part: {r.message}', acquire_s=acquire_s)
+        res = r.result
+        return Inspection(
+            True, r.message, False, resp.part_id or res.part_id,
+            resp.part_family or res.part_family, res.verdict, list(res.reasons),
+            [defect_to_dict(d) for d in res.defects], res.detector, image,
+            float(resp.pixel_pitch_mm), float(resp.magnification), float(res.total_time_s),
+            acquire_s)
+
+    def ground_truth(self, part_id: str) -> Optional[dict]:
+        client = self.node.truth_client
+        if client is None or not part_id or not client.wait_for_service(timeout_sec=1.0):
+            return None
+        resp = self._wait_future(client.call_async(client.srv_type.Request()), 5.0,
+                                 'ground truth')
+        if not resp.success:
+            return None
+        try:
+            table = json.loads(resp.message)
+        except ValueError:
+            return None
+        parts = table.get('parts', table) if isinstance(table, dict) else {}
+        return parts.get(part_id) if isinstance(parts, dict) else None
+
+    def go_to_rest(self) -> bool:
+        handle = self._active_goal
+        if handle is not None:
+            handle.cancel_goal_async()
+        client = self.node.rest_client
+        if client is None:
+            return True
+        if not client.wait_for_service(timeout_sec=self.p['server_wait_s']):
+            raise ServiceUnavailable(f'{self.p["rest_service"]} is not available')
+        from std_srvs.srv import Trigger
+        resp = self._wait_future(client.call_async(Trigger.Request()),
+                                 self.p['pick_place_timeout_s'], self.p['rest_service'])
+        return bool(resp.success)
+
+
+class CellManagerNode(Node):
+    """Serves run_inspection_cycle; publishes cell/status and diagnostics."""
+
+    def __init__(self):
+        super().__init__('cell_manager')
+        self.params = declare_typed_parameters(self, PARAMS)
+        reject_unknown_parameters(self)
+        if self.params['arm'] not in ('', 'left', 'right'):
+            raise StartupError(f"parameter 'arm' must be left, right or empty, got "
+                               f"'{self.params['arm']}'")
+        try:
+            self.config = CycleConfig(
+                max_grasp_attempts=self.params['max_grasp_attempts'],
+                xray_attempts=self.params['xray_attempts'],
+                sort_attempts=self.params['sort_attempts'],
+                max_consecutive_failures=self.params['max_consecutive_failures'],
+                skip_tolerance_px=self.params['skip_tolerance_px'],
+                review_destination=self.params['review_destination'],
+                save_snapshots=self.params['save_snapshots'])
+            self.store = RecordsStore(self.params['records_db'])
+        except Exception as exc:
+            raise StartupError(f'cell_manager: {exc}') from exc
+        self.lock = threading.Lock()
+        self.latest_detections = None
+        self.latest_detections_wall = 0.0
+        self.latest_image = None
+        self.image_arrivals = {}
+        self.busy = False
+        self.status = CellStatus(state='idle')
+        self.last_message = 'idle'
+        self.cell_services = RosCellServices(self)
+
+        calls = ReentrantCallbackGroup()
+        subs = MutuallyExclusiveCallbackGroup()
+        self.status_pub = self.create_publisher(CellStatus, 'cell/status', 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, 'diagnostics', 10)
+        self.create_subscription(DetectionArray, 'perception/detections', self._on_detections,
+                                 10, callback_group=subs)
+        self.create_subscription(Image, 'head_camera/color/image_raw', self._on_image,
+                                 qos_profile_sensor_data, callback_group=subs)
+        self.predict_client = self.create_client(PredictAffordance, 'affordance/predict',
+                                                 callback_group=calls)
+        self.acquire_client = self.create_client(AcquireRadiograph, 'xray/acquire',
+                                                 callback_group=calls)
+        self.pick_place_client = ActionClient(self, PickPlace, 'pick_place',
+                                              callback_group=calls)
+        self.inspect_client = ActionClient(self, InspectPart, 'inspect_part',
+                                           callback_group=calls)
+        self.truth_client = None
+        if self.params['ground_truth_service']:
+            from std_srvs.srv import Trigger
+            self.truth_client = self.create_client(Trigger, self.params['ground_truth_service'],
+                                                   callback_group=calls)
+        self.rest_client = None
+        if self.params['rest_service']:
+            from std_srvs.srv import Trigger
+            self.rest_client = self.create_client(Trigger, self.params['rest_service'],
+                                                  callback_group=calls)
+        self.server = ActionServer(
+            self, RunInspectionCycle, 'run_inspection_cycle', self._execute,
+            goal_callback=self._on_goal, cancel_callback=lambda _g: CancelResponse.ACCEPT,
+            callback_group=calls)
+        self.create_timer(1.0 / self.params['status_rate_hz'], self._publish_periodic,
+                          callback_group=subs)
+        self.get_logger().info(f'cell_manager ready; records in {self.store.db_path}')
+
+    # -- inputs ---------------------------------------------------------------------------
+    def _on_detections(self, msg: DetectionArray) -> None:
+        with self.lock:
+            self.latest_detections = msg
+            self.latest_detections_wall = time.monotonic()
+
+    def _on_image(self, msg: Image) -> None:
+        with self.lock:
+            self.latest_image = msg
+            self.image_arrivals[_stamp_s(msg.header.stamp)] = time.monotonic()
+            if len(self.image_arrivals) > 60:
+                for key in sorted(self.image_arrivals)[:-30]:
+                    del self.image_arrivals[key]
+
+    # -- status ---------------------------------------------------------------------------
+    def _publish_status(self) -> None:
+        self.status.header.stamp = self.get_clock().now().to_msg()
+        self.status_pub.publish(self.status)
+
+    def _publish_periodic(self) -> None:
+        self._publish_status()
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        cycle = DiagnosticStatus(name='cell_manager: cycle', hardware_id='inspection_cell')
+        cycle.level = DiagnosticStatus.ERROR if self.status.state == 'error' \
+            else DiagnosticStatus.OK
+        cycle.message = self.last_message[:200]
+        cycle.values = [KeyValue(key=k, value=str(v)) for k, v in (
+            ('state', self.status.state), ('parts_done', self.status.parts_done),
+            ('accepted', self.status.accepted), ('rejected', self.status.rejected),
+            ('review', self.status.review), ('failed', self.status.failed),
+            ('records_db', self.store.db_path))]
+        deps = DiagnosticStatus(name='cell_manager: dependencies', hardware_id='inspection_cell')
+        ready = {
+            'affordance/predict': self.predict_client.service_is_ready(),
+            'xray/acquire': self.acquire_client.service_is_ready(),
+            'pick_place': self.pick_place_client.server_is_ready(),
+            'inspect_part': self.inspect_client.server_is_ready(),
+            'perception/detections': self.count_publishers('perception/detections') > 0,
+        }
+        missing = [k for k, v in ready.items() if not v]
+        deps.level = DiagnosticStatus.WARN if missing else DiagnosticStatus.OK
+        deps.message = f'missing: {", ".join(missing)}' if missing else 'all available'
+        deps.values = [KeyValue(key=k, value=str(v)) for k, v in ready.items()]
+        arr.status = [cycle, deps]
+        self.diag_pub.publish(arr)
+
+    # -- action ---------------------------------------------------------------------------
+    def _on_goal(self, _goal) -> GoalResponse:
+        with self.lock:
+            if self.busy:
+                self.get_logger().warning('run_inspection_cycle rejected: a cycle is running')
+                return GoalResponse.REJECT
+            self.busy = True
+        return GoalResponse.ACCEPT
+
+    def _execute(self, goal_handle):
+        goal = goal_handle.request
+        run_id = time.strftime('run%Y%m%d-%H%M%S')
+        result = RunInspectionCycle.Result()
+        self.status = CellStatus(state='running', message=f'{run_id} started')
+        self._publish_status()
+        self.cell_services.cancel_requested = lambda: goal_handle.is_cancel_requested
+
+        def on_event(index, record_id, stage, message):
+            if goal_handle.is_cancel_requested:
+                self.status.state = 'canceling'
+            part = record_id
+            if record_id:
+                try:
+                    part = self.store.get(record_id).part_id or record_id
+                except Exception:  # the record is informative here
+                    pass
+            self.status.current_part_id = part
+            self.status.stage = stage
+            self.status.message = message
+            s = cycle.summary
+            self.status.parts_done = s.accepted + s.rejected + s.review + s.failed
+            self.status.accepted, self.status.rejected = s.accepted, s.rejected
+            self.status.review, self.status.failed = s.review, s.failed
+            self.last_message = message
+            self._publish_status()
+            fb = RunInspectionCycle.Feedback(part_id=part, part_index=max(index, 0),
+                                             stage=stage, message=message)
+            goal_handle.publish_feedback(fb)
+            self.get_logger().info(f'[part {index} {part}] {stage}: {message}')
+
+        cycle = InspectionCycle(self.cell_services, self.store, run_id, self.config,
+                                on_event=on_event,
+                                cancel_requested=lambda: goal_handle.is_cancel_requested)
+        try:
+            summary = cycle.run(int(goal.max_parts))
+        except Exception as exc:  # a bug or a broken store: report, never hang the client
+            self.get_logger().error(f'cycle crashed: {exc!r}')
+            self.status = CellStatus(state='error', message=str(exc))
+            self.last_message = str(exc)
+            self._publish_status()
+            result.success = False
+            result.message = f'cycle error: {exc}'
+            with self.lock:
+                self.busy = False
+            goal_handle.abort()
+            return result
+        result.success = summary.success
+        result.message = summary.message
+        result.accepted, result.rejected = summary.accepted, summary.rejected
+        result.review, result.failed = summary.review, summary.failed
+        result.parts_done = summary.accepted + summary.rejected + summary.review + summary.failed
+        result.part_ids = list(summary.part_ids)
+        self.status = CellStatus(state='idle' if summary.success or cycle.canceled else 'error',
+                                 parts_done=result.parts_done, accepted=result.accepted,
+                                 rejected=result.rejected, review=result.review,
+                                 failed=result.failed, message=summary.message)
+        self.last_message = summary.message
+        self._publish_status()
+        self.get_logger().info(f'{run_id}: {summary.message} ({result.accepted} accepted, '
+                               f'{result.rejected} rejected, {result.review} review, '
+                               f'{result.failed} failed)')
+        with self.lock:
+            self.busy = False
+        if cycle.canceled and goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        elif summary.success:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        return result
+
+    def shutdown(self) -> None:
+        """Close the records store (called by run_node)."""
+        try:
+            self.store.close()
+        except Exception:  # already closed
+            pass
+
+
+def main(args=None) -> int:
+    """Entry point of the cell_manager executable."""
+    return run_node(CellManagerNode, args=args)
+
+
+if __name__ == '__main__':
+    import sys
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Place poses of the cell (frame arithmetic, no ROS)."""
+
+import numpy as np
+import pytest
+
+from humanoid_inspection.cell.cycle import Grasp
+from humanoid_inspection.cell.places import PlaceTargets, Target, approach_axis, pose_matrix
+
+
+def _targets():
+    world_T_base = pose_matrix((0.0, 0.0, 1.0), (0.0, 0.0, np.pi / 2))
+    targets = {'fixture': Target('fixture', (0.6, 0.3, 0.9), 0.01),
+               'accept_bin': Target('accept_bin', (0.3, -0.5, 0.5), 0.05),
+               'reject_bin': Target('reject_bin', (0.3, 0.5, 0.5), 0.05),
+               'review': Target('review', (0.5, 0.0, 0.75), 0.01)}
+    return PlaceTargets(world_T_base, 0.75, targets)
+
+
+def test_place_keeps_grasp_height_and_orientation():
+    places = _targets()
+    # grasp point 4 cm above the table top (world z 0.79 = base z -0.21)
+    grasp = Grasp(0, 0.9, 0.05, (0.1, -0.5, -0.21), (0.0, 0.0, 0.0, 1.0))
+    assert places.grasp_height(grasp) == pytest.approx(0.04)
+    pos, quat = places.place_pose('fixture', grasp)
+    world = places.world_T_base @ np.r_[pos, 1.0]
+    assert world[:3] == pytest.approx([0.6, 0.3, 0.9 + 0.04 + 0.01])
+    assert quat == pytest.approx([0, 0, 0, 1])
+    back = places.fixture_grasp(grasp)
+    world = places.world_T_base @ np.r_[back.position, 1.0]
+    assert world[:3] == pytest.approx([0.6, 0.3, 0.94])
+    assert approach_axis((0, 0, 0, 1)) == pytest.approx([1, 0, 0])
+
+
+def test_bad_input():
+    places = _targets()
+    with pytest.raises(ValueError, match='unknown destination'):
+        places.place_pose('floor', Grasp(0, 1, 0.05, (0, 0, 0), (0, 0, 0, 1)))
+    with pytest.raises(ValueError, match='non-finite'):
+        places.place_pose('review', Grasp(0, 1, 0.05, (np.nan, 0, 0), (0, 0, 0, 1)))
+    with pytest.raises(ValueError, match='missing'):
+        PlaceTargets(np.eye(4), 0.7, {})
+    with pytest.raises(ValueError, match='rigid'):
+        PlaceTargets(np.ones((4, 4)), 0.7, _targets().targets)
