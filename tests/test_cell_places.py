@@ -41,3 +41,19 @@ def test_bad_input():
         PlaceTargets(np.eye(4), 0.7, {})
     with pytest.raises(ValueError, match='rigid'):
         PlaceTargets(np.ones((4, 4)), 0.7, _targets().targets)
+
+
+def test_targets_from_the_cell_yaml():
+    from humanoid_inspection.cell.places import targets_from_cell
+    from humanoid_inspection.cell_geometry import load_cell
+    cell = load_cell()
+    places = targets_from_cell(cell, drop_m=0.01, bin_drop_m=0.05)
+    grasp = Grasp(0, 1.0, 0.05, tuple(cell.world_to_base((0.34, 0.08, cell.table.top_z + 0.03))),
+                  (0, 0, 0, 1))
+    pos, _ = places.place_pose('accept_bin', grasp)
+    world = places.world_T_base @ np.r_[pos, 1.0]
+    rim = cell.accept_bin.pose.xyz[2] + cell.accept_bin.wall_height
+    assert world[2] == pytest.approx(rim + 0.05 + 0.03)
+    pos, _ = places.place_pose('fixture', grasp)
+    world = places.world_T_base @ np.r_[pos, 1.0]
+    assert world[:2] == pytest.approx(cell.xray_cabinet.fixture.pose.xyz[:2])

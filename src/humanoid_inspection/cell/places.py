@@ -99,28 +99,17 @@ def approach_axis(quat_xyzw) -> np.ndarray:
 
 
 def targets_from_cell(cell, drop_m: float = 0.01, bin_drop_m: float = 0.05) -> PlaceTargets:
-    """PlaceTargets from a humanoid_inspection.cell_geometry.CellGeometry."""
-    world_T_base = pose_matrix(cell.robot.base_xyz, cell.robot.base_rpy)
-    table_top = float(cell.table.top_height)
-    fixture = cell.xray_cabinet.fixture
+    """PlaceTargets from a humanoid_inspection.cell_geometry.CellGeometry.
+
+    Parts are set down on the fixture seat and the review tray (drop_m above the surface) and
+    released above the bins (bin_drop_m above the rim).
+    """
+    bins = {
+        name: Target(name, tuple(b.pose.xyz), float(b.wall_height) + bin_drop_m)
+        for name, b in (('accept_bin', cell.accept_bin), ('reject_bin', cell.reject_bin))}
     targets = {
-        'fixture': Target('fixture', tuple(_seat_xyz(fixture)), drop_m),
-        'accept_bin': Target('accept_bin', tuple(_bin_floor_xyz(cell.accept_bin)), bin_drop_m),
-        'reject_bin': Target('reject_bin', tuple(_bin_floor_xyz(cell.reject_bin)), bin_drop_m),
-        'review': Target('review', tuple(_seat_xyz(cell.review)), drop_m),
+        'fixture': Target('fixture', tuple(cell.xray_cabinet.fixture.pose.xyz), drop_m),
+        'review': Target('review', tuple(cell.review.pose.xyz), drop_m),
+        **bins,
     }
-    return PlaceTargets(world_T_base, table_top, targets)
-
-
-def _seat_xyz(obj) -> np.ndarray:
-    for name in ('seat_xyz', 'xyz', 'position'):
-        if hasattr(obj, name):
-            return np.asarray(getattr(obj, name), float)[:3]
-    raise ValueError(f'{type(obj).__name__} has no seat position')
-
-
-def _bin_floor_xyz(obj) -> np.ndarray:
-    for name in ('floor_xyz', 'xyz', 'position'):
-        if hasattr(obj, name):
-            return np.asarray(getattr(obj, name), float)[:3]
-    raise ValueError(f'{type(obj).__name__} has no floor position')
+    return PlaceTargets(cell.robot.pose.matrix(), float(cell.table.top_z), targets)
