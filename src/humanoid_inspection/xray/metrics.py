@@ -1,0 +1,254 @@
+"""Detection metrics for radiographic ADR, as pure functions (numpy only, no ROS).
+
+- COCO-style box AP: greedy matching of predictions (highest score first) to unmatched ground
+  truth boxes at an IoU threshold, precision made monotone, sampled at 101 recall points;
+  AP50 and AP50:95 (mean over IoU 0.50, 0.55, ..., 0.95). Class-agnostic (the boxes), as the
+  real annotations carry no class.
+- Recall by defect kind and by size bin, false alarms per image, at an operating score.
+- A 'centre' criterion for loose real annotations: a prediction matches a ground truth box when
+  the centre of either lies inside the other.
+- Part-level escape rate (defective part accepted) and false-reject rate (good part rejected).
+
+Boxes are (x_min, y_min, x_max, y_max) in pixels, max exclusive.
+"""
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+IOU_THRESHOLDS_COCO = tuple(np.round(np.arange(0.5, 0.951, 0.05), 2))
+SIZE_BINS_MM = (('<1mm', 0.0, 1.0), ('1-3mm', 1.0, 3.0), ('>3mm', 3.0, float('inf')))
+
+
+@dataclass
+class ImageRecord:
+    """Predictions and ground truth of one image.
+
+    Attributes:
+        pred_boxes: (N, 4) predicted boxes.
+        pred_scores: (N,) confidences.
+        gt_boxes: (M, 4) ground-truth boxes.
+        gt_kinds: M defect kinds ('' when unknown).
+        gt_sizes_mm: M sizes in mm (nan when unknown).
+        pred_kinds: N predicted kinds.
+        name: image identifier.
+    """
+
+    pred_boxes: np.ndarray
+    pred_scores: np.ndarray
+    gt_boxes: np.ndarray
+    gt_kinds: List[str] = field(default_factory=list)
+    gt_sizes_mm: List[float] = field(default_factory=list)
+    pred_kinds: List[str] = field(default_factory=list)
+    name: str = ''
+
+    def __post_init__(self):
+        self.pred_boxes = np.asarray(self.pred_boxes, float).reshape(-1, 4)
+        self.pred_scores = np.asarray(self.pred_scores, float).reshape(-1)
+        self.gt_boxes = np.asarray(self.gt_boxes, float).reshape(-1, 4)
+        if len(self.pred_scores) != len(self.pred_boxes):
+            raise ValueError('pred_boxes and pred_scores differ in length')
+        if not self.gt_kinds:
+            self.gt_kinds = [''] * len(self.gt_boxes)
+        if not self.gt_sizes_mm:
+            self.gt_sizes_mm = [float('nan')] * len(self.gt_boxes)
+
+
+def iou_matrix(a, b) -> np.ndarray:
+    """IoU of every box in a (N, 4) with every box in b (M, 4) -> (N, M)."""
+    a = np.asarray(a, float).reshape(-1, 4)
+    b = np.asarray(b, float).reshape(-1, 4)
+    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0],
+                                                                     b[None, :, 0]), 0, None)
+    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1],
+                                                                     b[None, :, 1]), 0, None)
+    inter = ix * iy
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def centre_match_matrix(pred, gt) -> np.ndarray:
+    """1.0 where the centre of the prediction lies in the gt box or the gt centre in the
+    prediction, else 0.0 -> (N, M). Used for loose real-image annotations."""
+    p = np.asarray(pred, float).reshape(-1, 4)
+    g = np.asarray(gt, float).reshape(-1, 4)
+    pc = np.stack([(p[:, 0] + p[:, 2]) / 2, (p[:, 1] + p[:, 3]) / 2], 1)
+    gc = np.stack([(g[:, 0] + g[:, 2]) / 2, (g[:, 1] + g[:, 3]) / 2], 1)
+
+    def inside(c, boxes):
+        return ((c[:, None, 0] >= boxes[None, :, 0]) & (c[:, None, 0] <= boxes[None, :, 2])
+                & (c[:, None, 1] >= boxes[None, :, 1]) & (c[:, None, 1] <= boxes[None, :, 3]))
+    return (inside(pc, g) | inside(gc, p).T).astype(float)
+
+
+def _similarity(rec: ImageRecord, criterion: str) -> np.ndarray:
+    if criterion == 'centre':
+        return centre_match_matrix(rec.pred_boxes, rec.gt_boxes)
+    return iou_matrix(rec.pred_boxes, rec.gt_boxes)
+
+
+def match_image(rec: ImageRecord, threshold: float, criterion: str = 'iou',
+                min_score: float = -np.inf):
+    """Greedy COCO matching of one image.
+
+    Args:
+        rec: the image's predictions and ground truth.
+        threshold: IoU needed for a match (for 'centre': any value in (0, 1]).
+        criterion: 'iou' or 'centre'.
+        min_score: predictions below it are ignored.
+
+    Returns:
+        (order, tp, gt_matched): prediction indices by decreasing score (kept ones), a bool
+        per kept prediction (true positive), and per gt the index of its matching prediction
+        or -1.
+    """
+    keep = np.nonzero(rec.pred_scores >= min_score)[0]
+    order = keep[np.argsort(-rec.pred_scores[keep], kind='stable')]
+    sim = _similarity(rec, criterion)
+    gt_matched = np.full(len(rec.gt_boxes), -1, int)
+    tp = np.zeros(len(order), bool)
+    for k, i in enumerate(order):
+        if len(rec.gt_boxes) == 0:
+            break
+        cand = np.where(gt_matched < 0, sim[i], -1.0)
+        j = int(np.argmax(cand))
+        if cand[j] >= threshold and cand[j] > 0:
+            tp[k] = True
+            gt_matched[j] = i
+    return order, tp, gt_matched
+
+
+def average_precision(records: Sequence[ImageRecord], threshold: float = 0.5,
+                      criterion: str = 'iou') -> float:
+    """COCO 101-point interpolated AP over a set of images (nan when there is no gt)."""
+    scores, tps = [], []
+    n_gt = 0
+    for rec in records:
+        order, tp, _ = match_image(rec, threshold, criterion)
+        scores.append(rec.pred_scores[order])
+        tps.append(tp)
+        n_gt += len(rec.gt_boxes)
+    if n_gt == 0:
+        return float('nan')
+    scores = np.concatenate(scores) if scores else np.zeros(0)
+    tps = np.concatenate(tps) if tps else np.zeros(0, bool)
+    if scores.size == 0:
+        return 0.0
+    order = np.argsort(-scores, kind='stable')
+    tp_cum = np.cumsum(tps[order])
+    fp_cum = np.cumsum(~tps[order])
+    recall = tp_cum / n_gt
+    precision = tp_cum / np.maximum(tp_cum + fp_cum, 1e-12)
+    # monotone precision envelope
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    points = np.linspace(0, 1, 101)
+    idx = np.searchsorted(recall, points, side='left')
+    sampled = np.where(idx < len(precision), precision[np.minimum(idx, len(precision) - 1)], 0.0)
+    return float(np.mean(sampled))
+
+
+def ap50_95(records: Sequence[ImageRecord]) -> float:
+    """Mean AP over IoU 0.50:0.05:0.95."""
+    return float(np.mean([average_precision(records, t) for t in IOU_THRESHOLDS_COCO]))
+
+
+def size_bin(size_mm: float) -> str:
+    """Name of the size bin of a defect ('<1mm', '1-3mm', '>3mm', 'unknown')."""
+    if size_mm is None or not np.isfinite(size_mm):
+        return 'unknown'
+    for name, low, high in SIZE_BINS_MM:
+        if low <= size_mm < high:
+            return name
+    return 'unknown'
+
+
+def operating_point(records: Sequence[ImageRecord], min_score: float, threshold: float = 0.5,
+                    criterion: str = 'iou') -> dict:
+    """Recall (overall, by kind, by size bin), precision and false alarms at one score.
+
+    Returns:
+        dict with recall, precision, false_alarms_per_image, n_gt, n_pred, tp, fp,
+        recall_by_kind {kind: {recall, n}}, recall_by_size {bin: {recall, n}},
+        recall_ge_1mm.
+    """
+    tp_total = fp_total = n_gt = n_pred = 0
+    by_kind: Dict[str, List[int]] = {}
+    by_size: Dict[str, List[int]] = {}
+    ge1 = [0, 0]
+    for rec in records:
+        order, tp, gt_matched = match_image(rec, threshold, criterion, min_score)
+        tp_total += int(tp.sum())
+        fp_total += int((~tp).sum())
+        n_pred += len(order)
+        n_gt += len(rec.gt_boxes)
+        for j, matched in enumerate(gt_matched):
+            hit = int(matched >= 0)
+            k = rec.gt_kinds[j] or 'unknown'
+            by_kind.setdefault(k, [0, 0])
+            by_kind[k][0] += hit
+            by_kind[k][1] += 1
+            s = size_bin(rec.gt_sizes_mm[j])
+            by_size.setdefault(s, [0, 0])
+            by_size[s][0] += hit
+            by_size[s][1] += 1
+            if np.isfinite(rec.gt_sizes_mm[j]) and rec.gt_sizes_mm[j] >= 1.0:
+                ge1[0] += hit
+                ge1[1] += 1
+
+    def ratio(a, b):
+        return float(a / b) if b else float('nan')
+    return {
+        'min_score': float(min_score), 'threshold': float(threshold), 'criterion': criterion,
+        'n_images': len(records), 'n_gt': n_gt, 'n_pred': n_pred, 'tp': tp_total,
+        'fp': fp_total, 'recall': ratio(tp_total, n_gt), 'precision': ratio(tp_total, n_pred),
+        'false_alarms_per_image': ratio(fp_total, len(records)),
+        'recall_ge_1mm': ratio(*ge1), 'n_gt_ge_1mm': ge1[1],
+        'recall_by_kind': {k: {'recall': ratio(*v), 'n': v[1]} for k, v in sorted(by_kind.items())},
+        'recall_by_size': {k: {'recall': ratio(*v), 'n': v[1]} for k, v in sorted(by_size.items())},
+    }
+
+
+def part_level_rates(truth_defective: Sequence[bool], verdicts: Sequence[str]) -> dict:
+    """Escape rate (defective part ACCEPTed) and false-reject rate (good part REJECTed).
+
+    REVIEW is neither an escape nor a reject; its share is reported for both populations.
+
+    Raises:
+        ValueError: lengths differ or a verdict is not ACCEPT/REJECT/REVIEW.
+    """
+    if len(truth_defective) != len(verdicts):
+        raise ValueError('truth and verdict lists differ in length')
+    bad = [v for v in verdicts if v not in ('ACCEPT', 'REJECT', 'REVIEW')]
+    if bad:
+        raise ValueError(f'unknown verdict(s): {sorted(set(bad))}')
+    defective = [v for t, v in zip(truth_defective, verdicts) if t]
+    good = [v for t, v in zip(truth_defective, verdicts) if not t]
+
+    def share(vs, verdict):
+        return float(sum(v == verdict for v in vs) / len(vs)) if vs else float('nan')
+    return {
+        'n_defective_parts': len(defective), 'n_good_parts': len(good),
+        'escape_rate': share(defective, 'ACCEPT'),
+        'false_reject_rate': share(good, 'REJECT'),
+        'review_rate_defective': share(defective, 'REVIEW'),
+        'review_rate_good': share(good, 'REVIEW'),
+    }
+
+
+def best_f1_score_threshold(records: Sequence[ImageRecord], threshold: float = 0.5,
+                            criterion: str = 'iou') -> Optional[float]:
+    """The confidence threshold that maximises F1 (None without predictions)."""
+    scores = np.unique(np.concatenate([r.pred_scores for r in records] or [np.zeros(0)]))
+    if scores.size == 0:
+        return None
+    best, best_f1 = None, -1.0
+    for s in scores[::max(1, len(scores) // 200)]:
+        op = operating_point(records, s, threshold, criterion)
+        p, r = op['precision'], op['recall']
+        f1 = 2 * p * r / (p + r) if p + r > 0 else 0.0
+        if f1 > best_f1:
+            best, best_f1 = float(s), f1
+    return best
