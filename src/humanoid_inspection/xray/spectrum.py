@@ -20,7 +20,7 @@ import numpy as np
 DEFAULT_FILTRATION = (('Be', 1.0), ('Al', 1.0))
 
 # Kramers yield constant in photons / (cm^2 mAs keV) at 1 m, per unit Z * (kV - E) / E.
-KRAMERS_CONSTANT = 1.6e5
+KRAMERS_CONSTANT = 6.7e4
 TUNGSTEN_Z = 74
 # Tungsten K lines (keV) and their intensity relative to the bremsstrahlung at 60 keV per bin.
 TUNGSTEN_K_LINES = ((57.98, 0.5), (59.32, 0.9), (67.2, 0.3))
