@@ -1,0 +1,189 @@
+"""The demo's ROS side: a client of run_inspection_cycle and a record-every-topic MCAP recorder.
+
+Used by humanoid_inspection.cell.demo (which imports it only after it has set the DDS
+environment). Kept here because only nodes/ imports rclpy.
+"""
+
+import threading
+import time
+from typing import Callable, Iterable, Optional
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+from humanoid_inspection.cell.recording import McapRecorderFile
+
+
+class DemoClient:
+    """An rclpy context + node on the current ROS_DOMAIN_ID, spun in a background thread."""
+
+    def __init__(self, name: str = 'cell_demo'):
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+        self.recorder: Optional['TopicRecorder'] = None
+
+    def _spin(self):
+        try:
+            self.executor.spin()
+        except (ExternalShutdownException, rclpy.executors.ShutdownException):
+            pass
+
+    @staticmethod
+    def _wait(future, timeout: float, alive: Callable[[], None], what: str):
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'{what}: no answer within {timeout:.0f} s')
+            time.sleep(0.05)
+        return future.result()
+
+    def wait_ready(self, timeout: float, alive: Callable[[], None],
+                   progress: Callable[[str], None]) -> None:
+        """Wait until run_inspection_cycle is served and cell_manager sees all its servers.
+
+        Args:
+            timeout: seconds.
+            alive: raises when a node process has died (called while waiting).
+            progress: gets a line now and then.
+
+        Raises:
+            TimeoutError: naming what was still missing.
+        """
+        from diagnostic_msgs.msg import DiagnosticArray
+        from humanoid_inspection_interfaces.action import RunInspectionCycle
+        from rclpy.action import ActionClient
+        self.cycle_client = ActionClient(self.node, RunInspectionCycle, 'run_inspection_cycle')
+        latest = {}
+
+        def on_diag(msg):
+            for status in msg.status:
+                if status.name == 'cell_manager: dependencies':
+                    latest['deps'] = status
+
+        sub = self.node.create_subscription(DiagnosticArray, 'diagnostics', on_diag, 10)
+        deadline = time.monotonic() + timeout
+        last_print = 0.0
+        missing = 'run_inspection_cycle'
+        try:
+            while True:
+                alive()
+                if self.cycle_client.server_is_ready():
+                    deps = latest.get('deps')
+                    if deps is not None and deps.level == 0:
+                        return
+                    missing = deps.message if deps is not None else 'cell_manager diagnostics'
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f'stack not ready after {timeout:.0f} s: {missing}')
+                if time.monotonic() - last_print > 10.0:
+                    progress(f'waiting for the stack ({missing})')
+                    last_print = time.monotonic()
+                time.sleep(0.2)
+        finally:
+            self.node.destroy_subscription(sub)
+
+    def run_cycle(self, max_parts: int, timeout: float, alive: Callable[[], None],
+                  on_feedback: Callable[[object], None]):
+        """Send the goal, forward feedback, return the result message (RunInspectionCycle).
+
+        A dead node (alive() raising) or the timeout cancels the goal, then re-raises.
+        """
+        from humanoid_inspection_interfaces.action import RunInspectionCycle
+        goal = RunInspectionCycle.Goal(max_parts=int(max_parts))
+        handle = self._wait(self.cycle_client.send_goal_async(
+            goal, feedback_callback=lambda m: on_feedback(m.feedback)), 30.0, alive,
+            'run_inspection_cycle goal')
+        if not handle.accepted:
+            raise RuntimeError('run_inspection_cycle rejected the goal (a cycle is running?)')
+        try:
+            return self._wait(handle.get_result_async(), timeout, alive,
+                              'run_inspection_cycle').result
+        except BaseException:
+            try:
+                cancel = handle.cancel_goal_async()
+                deadline = time.monotonic() + 5.0
+                while not cancel.done() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            except Exception:  # the stack may be gone already
+                pass
+            raise
+
+    def start_recording(self, path, exclude: Iterable[str] = ()) -> 'TopicRecorder':
+        """Record every topic of the graph (discovered once a second) to an MCAP file."""
+        self.recorder = TopicRecorder(self.node, McapRecorderFile(path), exclude)
+        return self.recorder
+
+    def close(self) -> None:
+        """Stop recording, destroy the node, shut the context down."""
+        if self.recorder is not None:
+            self.recorder.close()
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(timeout=5.0)
+
+
+def _import_type(type_name: str):
+    import importlib
+    pkg, sub, name = type_name.split('/')
+    return getattr(importlib.import_module(f'{pkg}.{sub}'), name)
+
+
+class TopicRecorder:
+    """Subscribe to every topic (raw CDR) and write it to an McapRecorderFile.
+
+    Reliability follows the publishers (best effort if any publisher is best effort), so
+    sensor streams and reliable topics are both received.
+    """
+
+    def __init__(self, node, mcap_file: McapRecorderFile, exclude: Iterable[str] = ()):
+        self.node = node
+        self.file = mcap_file
+        self.exclude = set(exclude)
+        self._subs = {}
+        self._lock = threading.Lock()
+        self._timer = node.create_timer(1.0, self.discover)
+        self.discover()
+
+    def discover(self) -> None:
+        """Subscribe to topics not seen yet."""
+        for topic, types in self.node.get_topic_names_and_types():
+            if topic in self._subs or topic in self.exclude or not types:
+                continue
+            type_name = types[0]
+            try:
+                msg_type = _import_type(type_name)
+            except Exception as exc:  # type not importable here
+                self.file.skipped[topic] = f'{type_name}: {exc}'
+                self._subs[topic] = None
+                continue
+            if not self.file.add_topic(topic, type_name):
+                self._subs[topic] = None
+                continue
+            infos = self.node.get_publishers_info_by_topic(topic)
+            best_effort = any(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+                              for i in infos)
+            qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT
+                             if best_effort else ReliabilityPolicy.RELIABLE)
+            self._subs[topic] = self.node.create_subscription(
+                msg_type, topic, lambda data, t=topic: self._on_message(t, data), qos, raw=True)
+
+    def _on_message(self, topic: str, data: bytes) -> None:
+        with self._lock:
+            self.file.write(topic, data)
+
+    def close(self) -> None:
+        """Stop the subscriptions and finish the file."""
+        self.node.destroy_timer(self._timer)
+        for sub in self._subs.values():
+            if sub is not None:
+                self.node.destroy_subscription(sub)
+        with self._lock:
+            self.file.close()
