@@ -1,1 +1,1 @@
-"""humanoid_inspection.affordance."""
+"""Affordances: 2D masks/points + depth -> ranked 3D grasp poses; place poses (no ROS)."""
