@@ -51,3 +51,133 @@ def test_bad_parameter_fails_startup_with_its_name(launch_nodes, tmp_path):
     proc = stack.processes[0]
     assert proc.popen.returncode == 2
     assert "parameter 'arm'" in proc.log_tail()
+
+
+class FakeCellServers:
+    """Stand-ins for perception, affordance, manipulation and the X-ray station, in-process.
+
+    They exercise cell_manager's real ROS clients (topics, services, actions, timeouts) while
+    the other nodes are tested on their own; the end-to-end test uses the real ones.
+    """
+
+    def __init__(self, node, parts):
+        import numpy as np
+        from humanoid_inspection_interfaces.action import InspectPart, PickPlace
+        from humanoid_inspection_interfaces.msg import DetectionArray
+        from humanoid_inspection_interfaces.srv import AcquireRadiograph, PredictAffordance
+        from rclpy.action import ActionServer
+        from rclpy.callback_groups import ReentrantCallbackGroup
+        self.np = np
+        self.node = node
+        self.table = list(parts)        # dicts: id, defective, grasp_failures
+        self.fixture = None
+        self.bins = {}
+        self.place_goals = []
+        group = ReentrantCallbackGroup()
+        self.det_pub = node.create_publisher(DetectionArray, 'perception/detections', 10)
+        node.create_timer(0.1, self._publish, callback_group=group)
+        node.create_service(PredictAffordance, 'affordance/predict', self._predict,
+                            callback_group=group)
+        node.create_service(AcquireRadiograph, 'xray/acquire', self._acquire,
+                            callback_group=group)
+        ActionServer(node, PickPlace, 'pick_place', self._pick_place, callback_group=group)
+        ActionServer(node, InspectPart, 'inspect_part', self._inspect, callback_group=group)
+
+    def _publish(self):
+        from humanoid_inspection_interfaces.msg import Detection, DetectionArray
+        msg = DetectionArray()
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        for i, p in enumerate(self.table):
+            msg.detections.append(Detection(id=f'obj_{i}', class_id='hub', score=0.9,
+                                            center_x_px=100.0 + 120 * p['slot'],
+                                            center_y_px=300.0))
+        self.det_pub.publish(msg)
+
+    def _predict(self, req, resp):
+        from humanoid_inspection_interfaces.msg import Affordance
+        resp.success = True
+        for k in range(2):
+            a = Affordance(object_id=req.object_id, gripper_opening_m=0.06, score=0.9 - 0.1 * k)
+            a.header.frame_id = 'base_link'
+            a.grasp_pose.position.x, a.grasp_pose.position.z = 0.4, -0.04
+            a.grasp_pose.orientation.w = 1.0
+            resp.candidates.candidates.append(a)
+        return resp
+
+    def _pick_place(self, goal_handle):
+        from humanoid_inspection_interfaces.action import PickPlace
+        goal = goal_handle.request
+        self.place_goals.append(goal)
+        res = PickPlace.Result(arm_used='left', grasp_index=0, planning_time_s=0.2)
+        if goal.object_id == 'fixture_part':
+            self.bins.setdefault(round(goal.place_pose.pose.position.y, 2), []).append(
+                self.fixture)
+            self.fixture = None
+            res.success = True
+        else:
+            part = self.table[int(goal.object_id.split('_')[1])]
+            if part['grasp_failures'] > 0:
+                part['grasp_failures'] -= 1
+                res.error_code = PickPlace.Result.GRASP_FAILED
+                res.message = 'closed on nothing'
+            else:
+                self.table.remove(part)
+                self.fixture = part
+                res.success = True
+        goal_handle.succeed()
+        return res
+
+    def _acquire(self, req, resp):
+        from humanoid_inspection.nodes.conversions import numpy_to_image
+        if self.fixture is None:
+            resp.success, resp.message = False, 'fixture is empty'
+            return resp
+        resp.success = True
+        resp.radiograph = numpy_to_image(self.np.full((32, 40), 20000, self.np.uint16),
+                                         'mono16')
+        resp.pixel_pitch_mm, resp.magnification = 0.2, 1.3
+        resp.part_id, resp.part_family = self.fixture['id'], 'hub'
+        return resp
+
+    def _inspect(self, goal_handle):
+        from humanoid_inspection_interfaces.action import InspectPart
+        from humanoid_inspection_interfaces.msg import XrayDefect
+        goal = goal_handle.request
+        res = InspectPart.Result(success=True)
+        bad = goal.part_id.endswith('bad')
+        res.result.part_id = goal.part_id
+        res.result.verdict = 'REJECT' if bad else 'ACCEPT'
+        res.result.reasons = ['porosity level 5 > 3'] if bad else []
+        res.result.total_time_s = 0.3
+        if bad:
+            res.result.defects = [XrayDefect(kind='gas_porosity', x_min_px=3, y_min_px=4,
+                                             x_max_px=9, y_max_px=10, size_mm=1.5)]
+        goal_handle.succeed()
+        return res
+
+
+def test_cycle_over_fake_servers_records_every_part(launch_nodes, ros_client, tmp_path):
+    from humanoid_inspection.cell.records import RecordsStore
+    fake = FakeCellServers(ros_client.node, [
+        {'id': 'C-1', 'slot': 0, 'grasp_failures': 1},
+        {'id': 'C-2-bad', 'slot': 1, 'grasp_failures': 0},
+        {'id': 'C-3', 'slot': 2, 'grasp_failures': 0}])
+    db = tmp_path / 'cell.db'
+    stack = launch_nodes(['cell_manager'], params={'cell_manager': {
+        'records_db': str(db), 'perception_timeout_s': 5.0}})
+    result, feedback = _send_goal(ros_client, 0)
+    stack.check_alive()
+    r = result.result
+    assert r.success, r.message
+    assert (r.accepted, r.rejected, r.failed) == (2, 1, 0)
+    assert list(r.part_ids) == ['C-1', 'C-2-bad', 'C-3']
+    assert {f.stage for f in feedback} >= {'perceive', 'affordance', 'pick_to_fixture', 'xray',
+                                          'record', 'sort'}
+    assert all(g.place_pose.header.frame_id == 'base_link' for g in fake.place_goals)
+    assert fake.table == [] and fake.fixture is None
+    store = RecordsStore(db)
+    recs = store.all()
+    assert [x.outcome for x in recs] == ['accepted', 'rejected', 'accepted']
+    assert recs[0].grasp_attempts == 2
+    assert recs[1].defects[0]['box_xyxy'] == [3, 4, 9, 10]
+    assert all((store.root / x.radiograph_path).is_file() for x in recs)
