@@ -143,10 +143,30 @@ class CollisionChecker:
         self._extra_allowed = {_pair_key(a, b) for a, b in allowed_link_pairs}
         self._attached: Dict[str, AttachedObject] = {}
         self._contexts: Dict[tuple, CollisionContext] = {}
+        self._built: Dict[tuple, tuple] = {}
         self._build()
 
     # ------------------------------------------------------------------ model building
+    def _attached_key(self) -> tuple:
+        return tuple(sorted((side, obj.shape, tuple(np.round(obj.dims, 6)),
+                             tuple(np.round(np.asarray(obj.offset), 6).ravel()))
+                            for side, obj in self._attached.items()))
+
     def _build(self):
+        """Make the geometry model for the current attached parts (cached per attachment)."""
+        key = self._attached_key()
+        state = self._built.get(key)
+        if state is None:
+            self._build_geometry()
+            state = (self.geom_model, self._owner, self._joint_of, self._pair_kind,
+                     self._pair_between, self._contexts)
+            if len(self._built) > 32:
+                self._built.clear()
+            self._built[key] = state
+        (self.geom_model, self._owner, self._joint_of, self._pair_kind, self._pair_between,
+         self._contexts) = state
+
+    def _build_geometry(self):
         model = self.robot.model
         gm = pin.buildGeomFromUrdfString(model, self.robot.urdf_xml, pin.COLLISION)
         self._robot_geoms = list(range(gm.ngeoms))
@@ -169,7 +189,9 @@ class CollisionChecker:
         self._owner = [self._owner_name(g) for g in gm.geometryObjects]
         self._joint_of = [g.parentJoint for g in gm.geometryObjects]
         self._pair_kind: List[str] = []
-        ref_allowed = self._touching_in_reference(gm)
+        if getattr(self, '_ref_touching', None) is None:
+            self._ref_touching = self._touching_in_reference(gm)
+        ref_allowed = self._ref_touching
         for i in range(gm.ngeoms):
             for j in range(i + 1, gm.ngeoms):
                 kind = self._classify(i, j, ref_allowed)
@@ -179,7 +201,7 @@ class CollisionChecker:
         self._pair_between = [self._joints_between(self._joint_of[p.first],
                                                    self._joint_of[p.second])
                               for p in gm.collisionPairs]
-        self._contexts.clear()
+        self._contexts = {}
 
     def _owner_name(self, geom: pin.GeometryObject) -> str:
         if geom.parentJoint == 0 and geom.name in {o.name for o in self.obstacles}:
@@ -205,6 +227,11 @@ class CollisionChecker:
         last = self.robot.model.getJointId(arm.joint_names[-1])
         return {j for j in range(1, self.robot.model.njoints)
                 if last in self.robot.model.supports[j]}
+
+    def hand_links(self, side: str) -> List[str]:
+        """Names of the links carrying collision geometry from side's last arm joint down."""
+        joints = self._hand_joints(side)
+        return sorted({self._owner[i] for i in self._robot_geoms if self._joint_of[i] in joints})
 
     def _touching_in_reference(self, gm: pin.GeometryModel) -> Set[FrozenSet[int]]:
         """Robot-robot pairs touching in the reference pose (grippers open or closed)."""

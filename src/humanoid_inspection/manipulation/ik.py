@@ -99,10 +99,13 @@ class IKSolver:
         max_iterations: LM iterations per attempt.
         stall_iterations: an attempt that has not reduced its error by 1% over this many
             iterations is abandoned (random restart).
+        limit_margin: solutions are kept this far (rad or m) inside the joint limits, so a
+            spline through them (time parameterisation) does not cross a limit.
     """
 
     def __init__(self, robot: RobotModel, group, rotation_weight: float = 0.3,
-                 max_iterations: int = 60, stall_iterations: int = 8):
+                 max_iterations: int = 60, stall_iterations: int = 8,
+                 limit_margin: float = 1e-3):
         self.robot = robot
         self.group: PlanningGroup = group if isinstance(group, PlanningGroup) else \
             robot.group(group)
@@ -112,6 +115,10 @@ class IKSolver:
         self.rotation_weight = float(rotation_weight)
         self.max_iterations = int(max_iterations)
         self.stall_iterations = int(stall_iterations)
+        span = self.group.upper - self.group.lower
+        margin = np.minimum(float(limit_margin), 0.25 * span)
+        self._lo = self.group.lower + margin
+        self._hi = self.group.upper - margin
         self._reach_origin_joint = self.model.getJointId(self.group.joint_names[0])
         self._reach = self._chain_reach()
 
@@ -130,7 +137,7 @@ class IKSolver:
 
     def random_configuration(self, rng: np.random.Generator) -> np.ndarray:
         """Uniform random group configuration inside the limits."""
-        return rng.uniform(self.group.lower, self.group.upper)
+        return rng.uniform(self._lo, self._hi)
 
     def _attempt(self, q_full: np.ndarray, p_t: np.ndarray, r_t: np.ndarray, pos_tol: float,
                  rot_tol: float, clamp: bool, deadline: float):
@@ -138,7 +145,7 @@ class IKSolver:
         model, data, fid = self.model, self.data, self.fid
         idx = self.group.q_idx
         vidx = self.group.v_idx
-        lo, hi = self.group.lower, self.group.upper
+        lo, hi = self._lo, self._hi
         w = self.rotation_weight
         damping_eye = np.eye(len(idx))
         best = np.inf
@@ -233,8 +240,7 @@ class IKSolver:
                             f'target is {dist:.3f} m from the chain root, reach is '
                             f'{self._reach:.3f} m')
         q_full = seed_full.copy()
-        q_full[self.group.q_idx] = np.clip(q_full[self.group.q_idx], self.group.lower,
-                                           self.group.upper)
+        q_full[self.group.q_idx] = np.clip(q_full[self.group.q_idx], self._lo, self._hi)
         iterations = 0
         rejected = 0
         best = (np.inf, None, np.inf, np.inf)

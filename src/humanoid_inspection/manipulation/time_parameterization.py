@@ -30,7 +30,7 @@ _LOG = logging.getLogger(__name__)
 
 # A spline overshooting a position limit by at most this much (rad or m) is clipped to it;
 # more selects the fallback.
-POSITION_CLIP_TOLERANCE = 1e-4
+POSITION_CLIP_TOLERANCE = 2e-3
 
 
 @dataclass
