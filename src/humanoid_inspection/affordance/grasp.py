@@ -428,3 +428,15 @@ def rotation_to_quaternion(R: np.ndarray) -> Tuple[float, float, float, float]:
     q = np.array(q)
     q /= np.linalg.norm(q)
     return tuple(float(v) for v in q)
+
+
+def quaternion_to_rotation(x: float, y: float, z: float, w: float) -> np.ndarray:
+    """3x3 rotation of a (x, y, z, w) quaternion (normalised first)."""
+    q = np.array([x, y, z, w], dtype=float)
+    n = np.linalg.norm(q)
+    if n < 1e-12:
+        return np.eye(3)
+    x, y, z, w = q / n
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])

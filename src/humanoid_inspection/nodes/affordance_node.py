@@ -1,0 +1,294 @@
+"""affordance node: detections + depth -> ranked grasp candidates, rviz markers, a service.
+
+Subscribes perception/detections and the registered depth (sensor QoS) matched by stamp, plus
+camera_info; publishes affordance/candidates (AffordanceArray, best first, discards counted)
+and affordance/markers (an arrow along each grasp's approach axis and a bar across its finger
+opening); serves affordance/predict. Candidates are turned into base_frame with the camera
+pose from /joint_states by pinocchio forward kinematics of the project URDF
+(affordance.camera_pose) or, where that URDF is not available, from a fixed pose parameter.
+"""
+
+import threading
+
+import numpy as np
+from geometry_msgs.msg import Point
+from humanoid_inspection_interfaces.msg import Affordance, AffordanceArray
+from humanoid_inspection_interfaces.msg import DetectionArray
+from humanoid_inspection_interfaces.srv import PredictAffordance
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+from humanoid_inspection.affordance.camera_pose import (
+    CameraPoseError, CameraPoseFK, pose_from_xyz_rpy)
+from humanoid_inspection.affordance.grasp import (
+    GraspConfig, GraspResult, grasps_for_detection, quaternion_to_rotation,
+    rotation_to_quaternion, to_frame)
+from humanoid_inspection.nodes.conversions import ImageConversionError, image_to_numpy
+from humanoid_inspection.nodes.node_support import (
+    Param, StartupError, declare_typed_parameters, reject_unknown_parameters, run_node)
+from humanoid_inspection.nodes.perception_node import (
+    DEPTH_ENCODINGS, intrinsics_from_camera_info, stamp_seconds)
+from humanoid_inspection.perception.rgbd import InvalidFrameError, depth_to_metres
+from humanoid_inspection.perception.sync import ApproximateTimeSync
+from humanoid_inspection.perception.types import ObjectDetection
+
+OPTICAL_IN_LINK = pose_from_xyz_rpy([0, 0, 0], [-np.pi / 2, 0.0, -np.pi / 2])
+
+PARAMS = (
+    Param('detections_topic', 'perception/detections', 'input DetectionArray topic'),
+    Param('depth_topic', 'head_camera/depth/image_raw', 'registered depth (32FC1 / 16UC1)'),
+    Param('camera_info_topic', 'head_camera/color/camera_info', 'camera_info'),
+    Param('candidates_topic', 'affordance/candidates', 'output AffordanceArray topic'),
+    Param('markers_topic', 'affordance/markers', 'output MarkerArray topic'),
+    Param('sync_slop_s', 0.05, 'detections vs depth stamp tolerance (s)', 0.0, 10.0),
+    Param('output_in_base_frame', True, 'candidates topic in base_frame, else camera frame'),
+    Param('base_frame', 'base_link', 'robot base frame'),
+    Param('camera_pose_source', 'auto', 'auto | joint_states | fixed'),
+    Param('camera_link_xyz', [0.05, 0.0, 0.62], 'fixed head_camera_link position in base (m)'),
+    Param('camera_link_rpy', [0.0, 0.9, 0.0], 'fixed head_camera_link roll/pitch/yaw (rad)'),
+    Param('max_opening_m', 0.0, 'gripper max opening (m), 0 = cell.yaml', 0.0, 1.0),
+    Param('finger_length_m', 0.0, 'finger length (m), 0 = cell.yaml', 0.0, 1.0),
+    Param('opening_margin_m', 0.02, 'opening added to the object width (m)', 0.0, 0.2),
+    Param('default_opening_m', 0.06, 'opening for VLM points without a mask (m)', 0.0, 1.0),
+    Param('max_candidates_per_object', 4, 'keep at most this many per object', 1, 100),
+)
+
+
+def detection_from_msg(msg, depth_shape) -> ObjectDetection:
+    """Detection message -> ObjectDetection (mask decoded when present and of the right size)."""
+    x1 = msg.center_x_px - msg.size_x_px / 2
+    y1 = msg.center_y_px - msg.size_y_px / 2
+    det = ObjectDetection(msg.id, msg.class_id, msg.score, msg.backend,
+                          (x1, y1, x1 + msg.size_x_px, y1 + msg.size_y_px))
+    if msg.mask.width > 0:
+        try:
+            mask = image_to_numpy(msg.mask, ('mono8',)) > 0
+            if mask.shape == tuple(depth_shape):
+                det.mask = mask
+        except ImageConversionError:
+            pass
+    if msg.has_3d:
+        p, o = msg.pose.position, msg.pose.orientation
+        det.centroid_m = np.array([p.x, p.y, p.z])
+        det.obb_rotation = quaternion_to_rotation(o.x, o.y, o.z, o.w)
+        det.obb_extent_m = np.array([msg.size_m.x, msg.size_m.y, msg.size_m.z])
+    return det
+
+
+class AffordanceNode(Node):
+    """Grasp candidates for the latest detections."""
+
+    def __init__(self):
+        """Declare parameters, set up the camera pose source, topics and the service."""
+        super().__init__('affordance')
+        self.p = declare_typed_parameters(self, PARAMS)
+        reject_unknown_parameters(self)
+        self.grasp_config = self._grasp_config()
+        self.fk = None
+        source = self.p['camera_pose_source']
+        if source not in ('auto', 'joint_states', 'fixed'):
+            raise StartupError(f"camera_pose_source '{source}': expected auto | joint_states "
+                               '| fixed')
+        if source in ('auto', 'joint_states'):
+            try:
+                self.fk = CameraPoseFK.from_project()
+            except CameraPoseError as exc:
+                if source == 'joint_states':
+                    raise StartupError(f'camera_pose_source joint_states: {exc}') from exc
+                self.get_logger().warning(f'using the fixed camera pose: {exc}')
+        self.fixed_T = pose_from_xyz_rpy(self.p['camera_link_xyz'],
+                                         self.p['camera_link_rpy']) @ OPTICAL_IN_LINK
+        self._joints = {}
+        self._lock = threading.Lock()
+        self._info = None
+        self._latest = None  # (header, detections, depth_m, intrinsics)
+        self.sync = ApproximateTimeSync(2, self.p['sync_slop_s'], 10, self._on_pair)
+        group = MutuallyExclusiveCallbackGroup()
+        self.pub = self.create_publisher(AffordanceArray, self.p['candidates_topic'], 10)
+        self.markers = self.create_publisher(MarkerArray, self.p['markers_topic'], 10)
+        self.create_subscription(DetectionArray, self.p['detections_topic'],
+                                 lambda m: self.sync.add(0, stamp_seconds(m.header), m), 10,
+                                 callback_group=group)
+        self.create_subscription(Image, self.p['depth_topic'],
+                                 lambda m: self.sync.add(1, stamp_seconds(m.header), m),
+                                 qos_profile_sensor_data, callback_group=group)
+        self.create_subscription(CameraInfo, self.p['camera_info_topic'], self._on_info,
+                                 qos_profile_sensor_data, callback_group=group)
+        if self.fk is not None:
+            self.create_subscription(JointState, 'joint_states', self._on_joints, 10,
+                                     callback_group=group)
+        self.create_service(PredictAffordance, 'affordance/predict', self._on_predict,
+                            callback_group=ReentrantCallbackGroup())
+        self.get_logger().info('affordance ready (camera pose: '
+                               f"{'joint_states FK' if self.fk else 'fixed'})")
+
+    def _grasp_config(self) -> GraspConfig:
+        max_open, finger = self.p['max_opening_m'], self.p['finger_length_m']
+        if max_open <= 0 or finger <= 0:
+            from humanoid_inspection.cell_geometry import load_cell
+            try:
+                gripper = load_cell().gripper
+            except Exception as exc:  # CellConfigError, missing file
+                raise StartupError(f'cannot read the gripper from cell.yaml: {exc}') from exc
+            max_open = max_open if max_open > 0 else gripper.max_opening_m
+            finger = finger if finger > 0 else gripper.finger_length_m
+        return GraspConfig(max_opening_m=max_open, finger_length_m=finger,
+                           opening_margin_m=self.p['opening_margin_m'],
+                           default_opening_m=self.p['default_opening_m'])
+
+    def _on_info(self, msg):
+        try:
+            intr = intrinsics_from_camera_info(msg)
+        except ValueError as exc:
+            self.get_logger().warning(f'bad camera_info: {exc}', throttle_duration_sec=5.0)
+            return
+        with self._lock:
+            self._info = intr
+
+    def _on_joints(self, msg: JointState):
+        with self._lock:
+            self._joints.update(zip(msg.name, msg.position))
+
+    def camera_in_base(self) -> np.ndarray:
+        """T_base_camera now (FK of the latest joint_states, or the fixed pose)."""
+        if self.fk is None:
+            return self.fixed_T
+        with self._lock:
+            joints = dict(self._joints)
+        return self.fk.camera_in_base(joints)
+
+    # -- processing ---------------------------------------------------------------------------
+    def _on_pair(self, det_msg: DetectionArray, depth_msg: Image):
+        with self._lock:
+            intr = self._info
+        result, header = self.compute(det_msg, depth_msg, intr)
+        with self._lock:
+            self._latest = (det_msg, depth_msg, intr)
+        frame_in_base = self.p['output_in_base_frame']
+        out = self._to_msg(result, header, frame_in_base)
+        self.pub.publish(out)
+        self.markers.publish(self._markers(out))
+
+    def compute(self, det_msg, depth_msg, intr, object_id: str = ''):
+        """Grasp candidates (camera frame) for the detections; (GraspResult, header)."""
+        header = det_msg.header
+        result = GraspResult()
+        if det_msg.diagnostic and not det_msg.detections:
+            result.diagnostic = f'perception: {det_msg.diagnostic}'
+            return result, header
+        if intr is None:
+            result.diagnostic = 'no camera_info received yet'
+            result.discarded_other = len(det_msg.detections)
+            return result, header
+        try:
+            depth = image_to_numpy(depth_msg, DEPTH_ENCODINGS)
+            if depth.shape != (intr.height, intr.width):
+                raise InvalidFrameError(f'depth {depth.shape[1]}x{depth.shape[0]} differs from '
+                                        f'camera_info {intr.width}x{intr.height}')
+            depth_m = depth_to_metres(depth)
+        except (ImageConversionError, InvalidFrameError) as exc:
+            result.diagnostic = f'bad depth: {exc}'
+            result.discarded_other = len(det_msg.detections)
+            return result, header
+        dets = [d for d in det_msg.detections if not object_id or d.id == object_id]
+        if object_id and not dets:
+            result.diagnostic = f"no detection with id '{object_id}'"
+            return result, header
+        keep = self.p['max_candidates_per_object']
+        for d in dets:
+            try:
+                part = grasps_for_detection(detection_from_msg(d, depth_m.shape), depth_m, intr,
+                                            self.grasp_config)
+            except Exception as exc:  # one bad object must not lose the others
+                part = GraspResult(discarded_other=1, diagnostic=f'{d.id}: {exc}')
+            part.candidates = part.candidates[:keep]
+            result.extend(part)
+        if not result.candidates and not result.diagnostic:
+            result.diagnostic = 'no detections' if not dets else 'no valid grasp candidate'
+        return result, header
+
+    def _to_msg(self, result: GraspResult, header, in_base: bool) -> AffordanceArray:
+        out = AffordanceArray()
+        out.header = Header(stamp=header.stamp, frame_id=header.frame_id)  # a copy
+        if in_base:
+            result = to_frame(result, self.camera_in_base(), self.p['base_frame'])
+            out.header.frame_id = self.p['base_frame']
+        for c in result.candidates:
+            a = Affordance()
+            a.header = out.header
+            a.object_id = c.object_id
+            a.grasp_pose.position.x, a.grasp_pose.position.y, a.grasp_pose.position.z = (
+                float(v) for v in c.position)
+            q = rotation_to_quaternion(c.rotation)
+            o = a.grasp_pose.orientation
+            o.x, o.y, o.z, o.w = q
+            a.approach.x, a.approach.y, a.approach.z = (float(v) for v in c.approach)
+            a.gripper_opening_m = float(c.opening_m)
+            a.score = float(c.score)
+            a.points_px = [Point(x=float(x), y=float(y), z=0.0) for x, y in c.points_px]
+            a.pixel_space = 'original_image'
+            out.candidates.append(a)
+        out.discarded_no_depth = result.discarded_no_depth
+        out.discarded_too_wide = result.discarded_too_wide
+        out.discarded_other = result.discarded_other
+        out.diagnostic = result.diagnostic
+        return out
+
+    def _markers(self, arr: AffordanceArray) -> MarkerArray:
+        markers = MarkerArray()
+        clear = Marker()
+        clear.action = Marker.DELETEALL
+        markers.markers.append(clear)
+        for i, a in enumerate(arr.candidates):
+            p = a.grasp_pose.position
+            tip = np.array([p.x, p.y, p.z])
+            tail = tip - 0.08 * np.array([a.approach.x, a.approach.y, a.approach.z])
+            arrow = Marker()
+            arrow.header = arr.header
+            arrow.ns, arrow.id, arrow.type = 'grasp_approach', i, Marker.ARROW
+            arrow.points = [Point(x=float(tail[0]), y=float(tail[1]), z=float(tail[2])),
+                            Point(x=p.x, y=p.y, z=p.z)]
+            arrow.scale.x, arrow.scale.y, arrow.scale.z = 0.006, 0.012, 0.015
+            arrow.color.r, arrow.color.g, arrow.color.a = 1.0 - a.score, a.score, 1.0
+            arrow.pose.orientation.w = 1.0
+            o = a.grasp_pose.orientation
+            closing = quaternion_to_rotation(o.x, o.y, o.z, o.w)[:, 1]
+            half = closing * a.gripper_opening_m / 2
+            bar = Marker()
+            bar.header = arr.header
+            bar.ns, bar.id, bar.type = 'grasp_opening', i, Marker.LINE_LIST
+            bar.points = [Point(x=float(v[0]), y=float(v[1]), z=float(v[2]))
+                          for v in (tip - half, tip + half)]
+            bar.scale.x = 0.004
+            bar.color.b, bar.color.a = 1.0, 1.0
+            bar.pose.orientation.w = 1.0
+            markers.markers += [arrow, bar]
+        return markers
+
+    def _on_predict(self, request, response):
+        with self._lock:
+            latest, intr = self._latest, self._info
+        if latest is None:
+            response.success = False
+            response.message = 'no detections with matching depth received yet'
+            return response
+        det_msg, depth_msg, intr_then = latest
+        result, header = self.compute(det_msg, depth_msg, intr_then or intr,
+                                      request.object_id)
+        response.candidates = self._to_msg(result, header, request.in_base_frame)
+        response.success = bool(response.candidates.candidates)
+        response.message = result.diagnostic
+        return response
+
+
+def main(args=None) -> int:
+    """Console script `affordance`."""
+    return run_node(AffordanceNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
