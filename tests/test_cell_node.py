@@ -96,12 +96,13 @@ class FakeCellServers:
     def _predict(self, req, resp):
         from humanoid_inspection_interfaces.msg import Affordance
         resp.success = True
-        for k in range(2):
-            a = Affordance(object_id=req.object_id, gripper_opening_m=0.06, score=0.9 - 0.1 * k)
-            a.header.frame_id = 'base_link'
-            a.grasp_pose.position.x, a.grasp_pose.position.z = 0.4, -0.04
-            a.grasp_pose.orientation.w = 1.0
-            resp.candidates.candidates.append(a)
+        for i, _ in enumerate(self.table):
+            for k in range(2):
+                a = Affordance(object_id=f'obj_{i}', gripper_opening_m=0.06, score=0.9 - 0.1 * k)
+                a.header.frame_id = 'base_link'
+                a.grasp_pose.position.x, a.grasp_pose.position.z = 0.4, -0.04
+                a.grasp_pose.orientation.w = 1.0
+                resp.candidates.candidates.append(a)
         return resp
 
     def _pick_place(self, goal_handle):

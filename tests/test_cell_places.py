@@ -57,3 +57,16 @@ def test_targets_from_the_cell_yaml():
     pos, _ = places.place_pose('fixture', grasp)
     world = places.world_T_base @ np.r_[pos, 1.0]
     assert world[:2] == pytest.approx(cell.xray_cabinet.fixture.pose.xyz[:2])
+
+
+def test_pick_area_excludes_the_review_tray():
+    from humanoid_inspection.cell.places import PickArea
+    from humanoid_inspection.cell_geometry import load_cell
+    cell = load_cell()
+    area = PickArea.from_cell(cell)
+    slot = cell.table.slot_pose(1).xyz
+    assert area.reason_outside(cell.world_to_base(slot)) == ''
+    tray = cell.review.pose.xyz
+    assert area.reason_outside(cell.world_to_base(tray)) == 'on the review tray'
+    assert area.reason_outside(cell.world_to_base(cell.accept_bin.pose.xyz)) == \
+        'not on the table'

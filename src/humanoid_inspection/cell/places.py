@@ -113,3 +113,46 @@ def targets_from_cell(cell, drop_m: float = 0.01, bin_drop_m: float = 0.05) -> P
         **bins,
     }
     return PlaceTargets(cell.robot.pose.matrix(), float(cell.table.top_z), targets)
+
+
+class PickArea:
+    """The part of the table parts are picked from: the table top minus the review tray.
+
+    Parts the cell has put on the review tray lie on the table too; the cell must not pick
+    them up again.
+
+    Args:
+        world_T_base: 4x4 pose of base_link in the world.
+        table_xy, table_size, table_yaw: centre (m), full size x, y (m) and yaw of the top.
+        excluded: (centre xy, size xy) rectangles (world, axis-aligned) left out, e.g. review.
+        margin_m: grown around each excluded rectangle.
+    """
+
+    def __init__(self, world_T_base, table_xy, table_size, table_yaw=0.0, excluded=(),
+                 margin_m: float = 0.03):
+        self.world_T_base = np.asarray(world_T_base, float)
+        self.table_xy = np.asarray(table_xy, float)[:2]
+        self.table_half = np.asarray(table_size, float)[:2] / 2.0
+        self.table_yaw = float(table_yaw)
+        self.excluded = [(np.asarray(c, float)[:2], np.asarray(s, float)[:2] / 2.0 + margin_m)
+                         for c, s in excluded]
+
+    @staticmethod
+    def from_cell(cell, margin_m: float = 0.03) -> 'PickArea':
+        """The pick area of a CellGeometry (review tray excluded)."""
+        t = cell.table
+        return PickArea(cell.robot.pose.matrix(), t.pose.xyz, t.size, t.pose.rpy[2],
+                        [(cell.review.pose.xyz, cell.review.size)], margin_m)
+
+    def reason_outside(self, position_base) -> str:
+        """'' when a base-frame point lies in the pick area, else why not."""
+        p = self.world_T_base @ np.r_[np.asarray(position_base, float)[:3], 1.0]
+        c, s = np.cos(-self.table_yaw), np.sin(-self.table_yaw)
+        d = p[:2] - self.table_xy
+        local = np.array([c * d[0] - s * d[1], s * d[0] + c * d[1]])
+        if np.any(np.abs(local) > self.table_half):
+            return 'not on the table'
+        for centre, half in self.excluded:
+            if np.all(np.abs(p[:2] - centre) <= half):
+                return 'on the review tray'
+        return ''

@@ -114,6 +114,8 @@ class RosCellServices(CellServices):
         self.node = node
         self.p = node.params
         self._places = None
+        self._cell = None
+        self._pick_area = None
         self._active_goal = None
         self.cancel_requested = lambda: False
 
@@ -136,13 +138,19 @@ class RosCellServices(CellServices):
             raise ServiceUnavailable(f'{what} is not available (waited {wait:.0f} s; is its node '
                                      'running?)')
 
+    def cell(self):
+        """The cell geometry (config/cell.yaml or the cell_config parameter), loaded once."""
+        if self._cell is None:
+            from humanoid_inspection.cell_geometry import load_cell
+            self._cell = load_cell(self.p['cell_config'] or None)
+        return self._cell
+
     def places(self):
         """PlaceTargets from the cell geometry (loaded once)."""
         if self._places is None:
             from humanoid_inspection.cell.places import targets_from_cell
-            from humanoid_inspection.cell_geometry import load_cell
-            cell = load_cell(self.p['cell_config'] or None)
-            self._places = targets_from_cell(cell, self.p['place_drop_m'], self.p['bin_drop_m'])
+            self._places = targets_from_cell(self.cell(), self.p['place_drop_m'],
+                                             self.p['bin_drop_m'])
         return self._places
 
     # -- CellServices --------------------------------------------------------------------------
@@ -181,28 +189,54 @@ class RosCellServices(CellServices):
             PartSighting(d.id, d.class_id, float(d.score), (d.center_x_px, d.center_y_px), d)
             for d in det.detections if d.score >= self.p['min_detection_score']]
         sightings.sort(key=lambda s: -s.score)
+        if sightings:
+            sightings = self._attach_grasps(sightings)
         return Perception(sightings, compute, picture)
 
-    def predict_grasps(self, sighting: PartSighting) -> Grasps:
+    def _attach_grasps(self, sightings):
+        """Ask affordance/predict once for every object; drop parts outside the pick area.
+
+        The grasps are kept with each sighting (predict_grasps returns them), so the
+        candidates and the detections come from the same perception frame.
+        """
         client = self.node.predict_client
         self._ready(client, 'affordance/predict')
         t0 = time.monotonic()
         resp = self._wait_future(
-            client.call_async(PredictAffordance.Request(object_id=sighting.object_id,
-                                                        in_base_frame=True)),
+            client.call_async(PredictAffordance.Request(object_id='', in_base_frame=True)),
             self.p['affordance_timeout_s'], 'affordance/predict')
         compute = time.monotonic() - t0
-        if not resp.success:
-            return Grasps([], compute, resp.message or resp.candidates.diagnostic)
-        cands = [c for c in resp.candidates.candidates
-                 if not c.object_id or c.object_id == sighting.object_id]
-        grasps = [affordance_to_grasp(i, c) for i, c in enumerate(cands)]
-        message = resp.candidates.diagnostic if not grasps else ''
-        if not grasps:
-            a = resp.candidates
-            message = (f'{message} (discarded: {a.discarded_no_depth} no depth, '
-                       f'{a.discarded_too_wide} too wide, {a.discarded_other} other)').strip()
-        return Grasps(grasps, compute, message)
+        by_object = {}
+        if resp.success:
+            for c in resp.candidates.candidates:
+                by_object.setdefault(c.object_id, []).append(c)
+        a = resp.candidates
+        empty_reason = (resp.message or a.diagnostic or 'no candidate') + (
+            f' (discarded: {a.discarded_no_depth} no depth, {a.discarded_too_wide} too wide, '
+            f'{a.discarded_other} other)')
+        area = self.pick_area()
+        kept = []
+        for s in sightings:
+            cands = by_object.get(s.object_id, [])
+            grasps = [affordance_to_grasp(i, c) for i, c in enumerate(cands)]
+            if grasps:
+                why = area.reason_outside(grasps[0].position)
+                if why:
+                    self.node.get_logger().debug(f'{s.object_id} ignored: {why}')
+                    continue
+            s.handle = (s.handle, Grasps(grasps, compute, '' if grasps else empty_reason))
+            kept.append(s)
+        return kept
+
+    def pick_area(self):
+        """The table area parts are picked from (review tray excluded)."""
+        if self._pick_area is None:
+            from humanoid_inspection.cell.places import PickArea
+            self._pick_area = PickArea.from_cell(self.cell())
+        return self._pick_area
+
+    def predict_grasps(self, sighting: PartSighting) -> Grasps:
+        return sighting.handle[1]
 
     def _run_pick_place(self, object_id: str, affordances, place_position, place_quat,
                         what: str) -> MoveOutcome:
