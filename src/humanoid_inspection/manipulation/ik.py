@@ -103,7 +103,7 @@ class IKSolver:
             spline through them (time parameterisation) does not cross a limit.
     """
 
-    def __init__(self, robot: RobotModel, group, rotation_weight: float = 0.3,
+    def __init__(self, robot: RobotModel, group, rotation_weight: float = 0.2,
                  max_iterations: int = 60, stall_iterations: int = 8,
                  limit_margin: float = 1e-3):
         self.robot = robot
@@ -195,7 +195,7 @@ class IKSolver:
 
     def solve(self, target: np.ndarray, seed_full: np.ndarray,
               position_tolerance: float = 1e-4, orientation_tolerance: float = 1e-3,
-              timeout_s: float = 0.02, max_attempts: int = 20,
+              timeout_s: float = 0.05, max_attempts: int = 100,
               rng: Optional[np.random.Generator] = None,
               is_valid: Optional[Callable[[np.ndarray], bool]] = None) -> IKResult:
         """Find group joint values putting the tip frame at target.

@@ -138,6 +138,8 @@ class RobotModel:
         reference_q: optional {joint name: value} used by :meth:`reference_configuration`
             (e.g. the standing pose); missing joints take the value nearest 0 inside limits.
         gripper_joints: optional {side: [finger joint names]} (first = the commanded joint).
+        locked_joints: joints that never move during manipulation (the legs in fixed-base
+            mode); the collision checker skips pairs only they separate.
 
     Raises:
         ValueError: a group names a joint the URDF lacks or a joint that is not 1-DoF; a limit
@@ -148,7 +150,8 @@ class RobotModel:
     def __init__(self, urdf_xml: str, groups: Mapping[str, GroupSpec],
                  acceleration_limits: Optional[Mapping[str, float]] = None,
                  reference_q: Optional[Mapping[str, float]] = None,
-                 gripper_joints: Optional[Mapping[str, Sequence[str]]] = None):
+                 gripper_joints: Optional[Mapping[str, Sequence[str]]] = None,
+                 locked_joints: Sequence[str] = ()):
         self.urdf_xml = urdf_xml
         self.model: pin.Model = pin.buildModelFromXML(urdf_xml)
         self.data: pin.Data = self.model.createData()
@@ -179,6 +182,7 @@ class RobotModel:
         self._joint_index = {n: i for i, n in enumerate(names)}
         self.gripper_joints = {k: list(v) for k, v in (gripper_joints or {}).items()}
         self._reference = dict(reference_q or {})
+        self.locked_joints = tuple(j for j in locked_joints if j in self._joint_index)
         self.groups: Dict[str, PlanningGroup] = {
             gname: self._resolve_group(gname, spec) for gname, spec in groups.items()}
 
@@ -196,12 +200,14 @@ class RobotModel:
             A RobotModel whose reference configuration is the standing pose.
         """
         from humanoid_inspection import robot_description as rd
-        xml = urdf_xml if urdf_xml is not None else rd.expand_xacro()
+        # fixed_base=False: the URDF's root is base_link itself (planning frame); the
+        # world <- base_link weld is applied by the caller from cell.yaml.
+        xml = urdf_xml if urdf_xml is not None else rd.expand_xacro(fixed_base=False)
         groups = project_groups(rd.ARM_JOINTS, rd.WAIST_JOINTS)
-        grippers = {side: list(rd.GRIPPER_JOINTS[side]) if isinstance(rd.GRIPPER_JOINTS, dict)
-                    else [j for j in rd.GRIPPER_JOINTS if j.startswith(side + '_')]
+        grippers = {side: [rd.GRIPPER_JOINTS[side], rd.GRIPPER_MIMIC_JOINTS[side]]
                     for side in SIDES}
-        return cls(xml, groups, acceleration_limits, rd.standing_pose(), grippers)
+        legs = rd.LEG_JOINTS['left'] + rd.LEG_JOINTS['right']
+        return cls(xml, groups, acceleration_limits, rd.standing_pose(), grippers, legs)
 
     @classmethod
     def toy(cls, acceleration_limits: Optional[Mapping[str, float]] = None) -> 'RobotModel':
