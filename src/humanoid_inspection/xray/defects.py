@@ -14,8 +14,9 @@ Kinds and sizes (largest dimension, mm), after the usual die-casting defect cata
   the beam axis (radiography only shows cracks roughly along the beam); subtype 'hot_tear'
   (jagged) or 'cold_shut' (smooth, longer).
 - inclusion: denser than the alloy, 0.5-4 mm, lumpy; material 'fe_intermetallic' (sludge,
-  65 %), 'steel' (foreign metal from ladle / shot sleeve, 25 %) or 'alumina' (oxide, 10 %;
-  barely visible, as in practice).
+  70 %) or 'steel' (foreign metal from ladle / shot sleeve, 30 %). Oxide (alumina) inclusions
+  are not drawn: denser, yet in a Cu-bearing alloy they attenuate about as much as the alloy
+  (less below ~60 keV, more above), so radiography cannot see them (physics.ALUMINA shows it).
 Defects are placed only where their whole solid (plus a margin) lies inside the part material.
 """
 
@@ -360,9 +361,7 @@ class DefectPlacer:
                 opening = self.rng.uniform(*CRACK_OPENING_MM)
                 shapes, material = _crack(center, size, opening, self.rng, subtype), None
             else:
-                draw = self.rng.random()
-                subtype = 'fe_intermetallic' if draw < 0.65 else \
-                    'steel' if draw < 0.9 else 'alumina'
+                subtype = 'fe_intermetallic' if self.rng.random() < 0.7 else 'steel'
                 shapes, material, opening = _inclusion(center, size, self.rng), subtype, 0.0
             spec = DefectSpec(kind, center, 0.0, shapes, material, subtype=subtype,
                               opening_mm=opening)

@@ -187,6 +187,22 @@ class TransmissionTable:
         low = table[index]
         return low + (table[index + 1] - low) * fraction
 
+    def lookup(self, thickness_mm) -> tuple:
+        """(signal, mean energy, rms energy) per pixel in one pass (shared interpolation)."""
+        position = np.asarray(thickness_mm, np.float32) * np.float32(self.inv_step)
+        np.clip(position, 0.0, self.signal_table.size - 1.001, out=position)
+        index = position.astype(np.int32)
+        fraction = position - index
+        results = []
+        for table in (self.signal_table, self.mean_energy_table, self.rms_energy_table):
+            low = table[index]
+            high = table[index + 1]
+            high -= low
+            high *= fraction
+            high += low
+            results.append(high)
+        return tuple(results)
+
     def signal(self, thickness_mm) -> np.ndarray:
         """Deposited energy per pixel (keV) behind the given thickness (mm)."""
         return self._lookup(self.signal_table, thickness_mm)

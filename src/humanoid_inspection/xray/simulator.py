@@ -16,8 +16,9 @@ Image formation, in order (see docs/xray_simulator.md):
    thickness look-up table (beam hardening included); inclusion pixels are summed bin by bin.
 4. focal-spot blur (Gaussian, FWHM = focal spot * (M - 1)), scatter (Ohnesorge-type kernel:
    fraction * Gaussian-blurred P ln(P0 / P)), compound-Poisson quantum noise (Poisson photon
-   counts, variance sum N E^2), scintillator blur (Gaussian core + glare), gain (flat-field
-   corrected by default), dark offset, Gaussian read noise, rounding and clipping to uint16.
+   counts, variance sum N E^2; the normal law of that variance above 1000 photons per pixel),
+   scintillator blur (Gaussian core + glare), gain (flat-field corrected by default), dark
+   offset, Gaussian read noise, rounding and clipping to uint16.
 
 Seeded: the same part, config, pose and seed give identical image bytes.
 """
@@ -35,6 +36,7 @@ from humanoid_inspection.xray.physics import (AIR, TransmissionTable, linear_att
 from humanoid_inspection.xray.spectrum import DEFAULT_FILTRATION, tube_spectrum
 
 UINT16_MAX = 65535
+GAUSSIAN_QUANTA = 1000.0  # photons per pixel above which Poisson noise is drawn as normal
 _SHIFT = 4  # cv2 fixed-point bits for sub-pixel polygon vertices
 _SCALE = float(1 << _SHIFT)
 
@@ -373,6 +375,12 @@ def project_part_thickness(part: CastingPart, config: XraySimConfig,
         # largest slab so that a point `reach` off-axis moves < tolerance px across it
         z_far = sod - lift - b
         dz_max = config.slab_tolerance_px * pitch * z_far * z_far / (sdd * max(reach, 1.0))
+        # lofted features (drafts, gussets, fillets): their edges move sideways with z; keep
+        # that motion under the tolerance too, or sloped faces would show as steps
+        slope_px = max([np.abs(t - c).max() / (f.z1 - f.z0) * top_scale
+                        for f in active if f.top is not None
+                        for c, t in zip(f.bottom, f.top)] + [1e-9])
+        dz_max = min(dz_max, config.slab_tolerance_px / slope_px)
         slabs = max(1, int(np.ceil((b - a) / dz_max)))
         dz = (b - a) / slabs
         counts[:] = 0
@@ -513,9 +521,8 @@ def simulate_radiograph(part: CastingPart, config: XraySimConfig = None, pose=No
 
     tick = time.perf_counter()
     falloff = cos_theta ** 3
-    primary = table.signal(thickness) * np.float32(scale)
-    mean_energy = table.mean_energy(thickness)
-    rms_energy = table.rms_energy(thickness)
+    primary, mean_energy, rms_energy = table.lookup(thickness)
+    primary *= np.float32(scale)
     for (r0, r1, c0, c1), chord, material in inclusions:
         signal, mean_e, rms_e = table.exact_signal({part.material: thickness[r0:r1, c0:c1],
                                                      material: chord})
@@ -547,8 +554,17 @@ def simulate_radiograph(part: CastingPart, config: XraySimConfig = None, pose=No
     tick = time.perf_counter()
     rng = np.random.default_rng([int(seed), 7])
     quanta = expected / mean_energy
-    counts = rng.poisson(quanta.astype(np.float64)).astype(np.float32)
-    signal = expected + (counts - quanta) * rms_energy
+    # compound Poisson: photon counts are Poisson, each photon deposits its own energy, so
+    # the variance of the deposited energy is N <E^2>. Above GAUSSIAN_QUANTA photons the
+    # Poisson law is replaced by the normal law of equal variance (indistinguishable there).
+    deviation = rng.standard_normal(quanta.shape, dtype=np.float32)
+    deviation *= np.sqrt(quanta)
+    few = quanta < GAUSSIAN_QUANTA
+    if few.any():
+        low = quanta[few]
+        deviation[few] = rng.poisson(low.astype(np.float64)).astype(np.float32) - low
+    deviation *= rms_energy
+    signal = expected + deviation
     core = _gaussian(signal, config.detector_blur_px)
     if config.glare_fraction > 0:
         glare = _wide_gaussian(signal, config.glare_sigma_mm / config.pixel_pitch_mm)
