@@ -180,6 +180,20 @@ class VlmBackend:
         self._stop_strings = [t for t in ('<|im_end|>', '<|endoftext|>', self.tokenizer.pad_token)
                               if t]
 
+    @classmethod
+    def from_components(cls, config: VlmConfig, model, tokenizer, image_processor,
+                        chat_template: Optional[str] = None) -> 'VlmBackend':
+        """A backend around an already built model (benchmarks: a randomly initialised model
+        of the real size built directly on the GPU); no checkpoint is read."""
+        self = cls.__new__(cls)
+        self.config = config
+        self.model, self.tokenizer, self.image_processor = model, tokenizer, image_processor
+        self.chat_template, self.processor_source = chat_template, 'components'
+        self.image_token = '<|image_pad|>'
+        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+        self._stop_strings = [t for t in ('<|im_end|>', '<|endoftext|>', tokenizer.pad_token) if t]
+        return self
+
     # -- prompt -> tensors -> text ------------------------------------------------------------
     def render_prompt(self, user_text: str) -> str:
         """The full chat text (system + user turn with the image + generation prompt)."""
