@@ -9,6 +9,7 @@ Pipeline per frame (no ROS, no learned weights):
    inliers), plus low pixels (>= color_min_height_m) whose colour differs from the table's
    median colour by more than color_distance (thin parts lying flat);
 4. morphological opening, connected components (8-connected), area and size filters;
+   components cut by the image border are dropped (their box and centroid would be wrong);
 5. per component: 2D box, mask, oriented box from the minimum-area rectangle of its points
    projected on the plane and its height above it; the 3D centroid is the oriented box centre
    (the part's volumetric centre, not the mean of its visible surface).
@@ -44,6 +45,7 @@ class ClassicalConfig:
     min_extent_m: float = 0.01
     max_extent_m: float = 0.45
     opening_kernel_px: int = 3
+    border_margin_px: int = 4
     min_valid_depth_fraction: float = 0.01
     class_colors: Dict[str, Tuple[int, int, int]] = field(default_factory=dict)
     class_color_tolerance: float = 40.0
@@ -173,6 +175,10 @@ class ClassicalBackend:
             x, y, w, h, area = stats[label]
             if area < cfg.min_area_px:
                 continue
+            m = cfg.border_margin_px
+            if m >= 0 and (x < m or y < m or x + w > labels.shape[1] - m
+                           or y + h > labels.shape[0] - m):
+                continue  # cut by the image border: its box and centroid would be wrong
             det = self._describe(label, labels[y:y + h, x:x + w], (x, y, w, h), color,
                                  depth_m, height, intrinsics, plane)
             if det is not None:
