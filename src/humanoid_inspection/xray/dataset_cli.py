@@ -104,6 +104,34 @@ def _work(job):
     return image, radiograph.truth, (rows, cols)
 
 
+def _save_sample_overlay(args, images, annotations, path: Path, max_side: int = 900):
+    """Overlay of the image with the most defect kinds (then defects), cropped to the part."""
+    def score(image):
+        own = [a for a in annotations if a['image_id'] == image['id']]
+        return len({a['category_id'] for a in own}), len(own), -image['id']
+
+    best = max(images, key=score)
+    radiograph, _ = simulate_sample(best['id'], args.seed, args.size, args.family_list,
+                                    args.defect_probability, args.kind_list,
+                                    not args.fixed_acquisition)
+    ys, xs = np.nonzero(radiograph.part_mask)
+    margin = 20
+    if ys.size:
+        r0, r1 = max(0, ys.min() - margin), min(radiograph.image.shape[0], ys.max() + margin)
+        c0, c1 = max(0, xs.min() - margin), min(radiograph.image.shape[1], xs.max() + margin)
+    else:
+        r0, c0, (r1, c1) = 0, 0, radiograph.image.shape
+    truth = [{'kind': t.kind, 'size_mm': t.size_mm,
+              'box_xyxy': (t.box_xyxy[0] - c0, t.box_xyxy[1] - r0, t.box_xyxy[2] - c0,
+                           t.box_xyxy[3] - r0)} for t in radiograph.truth]
+    rgb = draw_truth_overlay(radiograph.image[r0:r1, c0:c1], truth,
+                             radiograph.part_mask[r0:r1, c0:c1],
+                             radiograph.config.dark_offset_adu, max_side=max_side)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), rgb[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    print(f'sample overlay: image {best["id"]} ({best["part_id"]}) -> {path}')
+
+
 def parse_args(argv):
     """Command-line options."""
     parser = argparse.ArgumentParser(prog='humanoid-inspection xray-dataset',
@@ -123,6 +151,9 @@ def parse_args(argv):
     parser.add_argument('--fixed-acquisition', action='store_true',
                         help='default kV/mAs/blur/noise for every image (no randomisation)')
     parser.add_argument('--workers', type=int, default=1, help='parallel processes')
+    parser.add_argument('--sample-overlay', default=None, metavar='PNG',
+                        help='also save the overlay of the image showing the most defect '
+                             'kinds, cropped to the part (e.g. for the README)')
     args = parser.parse_args(argv)
     families = [f.strip() for f in args.families.split(',') if f.strip()]
     kinds = [k.strip() for k in args.kinds.split(',') if k.strip()]
@@ -176,6 +207,8 @@ def main(argv=None) -> int:
             pool.close()
             pool.join()
     elapsed = time.perf_counter() - start
+    if args.sample_overlay:
+        _save_sample_overlay(args, images, annotations, Path(args.sample_overlay))
     dataset = {
         'info': {'description': 'humanoid_inspection simulated die-cast radiographs',
                  'seed': args.seed, 'n': args.n, 'size': args.size,
