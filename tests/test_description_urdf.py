@@ -233,3 +233,28 @@ def test_missing_cell_file_gives_a_clear_error(tmp_path):
         rd.expand_xacro(cell_file=tmp_path / 'nope.yaml')
     with pytest.raises(FileNotFoundError, match='does not exist'):
         rd.expand_xacro(xacro_file=tmp_path / 'nope.urdf.xacro')
+
+
+def test_head_camera_sees_every_table_slot_in_the_standing_pose(pin_model):
+    """Each part slot projects inside the 640x480 image with a margin, hands out of view."""
+    import pinocchio as pin
+    model, cell = pin_model, load_cell()
+    q = pin.neutral(model)
+    for name, value in rd.standing_pose().items():
+        q[model.idx_qs[model.getJointId(name)]] = value
+    camera = frame_position(model, 'head_camera_optical_frame', q)
+    fx, fy, cx, cy = cell.head_camera.intrinsics()
+
+    def pixel(point):
+        p = camera.rotation.T @ (np.asarray(point, dtype=float) - camera.translation)
+        assert p[2] > 0
+        return fx * p[0] / p[2] + cx, fy * p[1] / p[2] + cy
+
+    margin = 40
+    for x, y in cell.table.part_slots + (cell.review.pose.xyz[:2],):
+        u, v = pixel((x, y, cell.table.top_z))
+        assert margin <= u <= cell.head_camera.width - margin, (x, y, u)
+        assert margin <= v <= cell.head_camera.height - margin, (x, y, v)
+    for side in ('left', 'right'):
+        tcp = frame_position(model, f'{side}_tcp', q).translation
+        assert tcp[2] < cell.table.top_z - 0.1  # hands hang below the table top
