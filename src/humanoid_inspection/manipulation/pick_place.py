@@ -115,6 +115,7 @@ class PickPlaceConfig:
     joint_plan_timeout_s: float = 0.5
     total_timeout_s: float = 5.0
     ik_timeout_s: float = 0.03
+    ik_solutions: int = 4                 # IK solutions tried per grasp / place pose
     cartesian_step_m: float = 0.01
     velocity_scale: float = 1.0
     acceleration_scale: float = 1.0
@@ -495,6 +496,31 @@ class PickPlacePlanner:
             else ErrorCode.UNREACHABLE
         raise _Failure(code, f'{what}: IK {ik.status.value}: {ik.message}')
 
+    def _ik_and_line(self, group, q_seed, target, line_target, allowed, what
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+        """IK at target plus the straight line from target to line_target.
+
+        Tries up to ``config.ik_solutions`` IK solutions (the first seeded by q_seed, the
+        others by random configurations) until the line is feasible.
+
+        Returns:
+            (full configuration at target, (N, dof) path target -> line_target).
+        """
+        failure = None
+        seed = q_seed
+        for k in range(self.config.ik_solutions):
+            if k:
+                seed = self.robot.with_group(q_seed, group, self.planner.ik_solver(
+                    group).random_configuration(self.planner.rng))
+            try:
+                q_target = self._ik(group, seed, target, allowed, what)
+                return q_target, self._cartesian(group, q_target, line_target, allowed, what)
+            except _Failure as exc:
+                if failure is None or _FAILURE_RANK.get(exc.code, 0) > _FAILURE_RANK.get(
+                        failure.code, 0):
+                    failure = exc
+        raise failure
+
     def _plan_one(self, group: PlanningGroup, side: str, q0: np.ndarray, grasp: np.ndarray,
                   opening: float, place: np.ndarray, deadline: float):
         cfg = self.config
@@ -513,10 +539,9 @@ class PickPlacePlanner:
         # --- pick: grasp IK, approach line (planned backwards), joint plan to the pre-grasp.
         self.checker.detach(side)
         q0_open = self._with_fingers(q0, side, f_open)
-        q_grasp = self._ik(group, q0_open, grasp, allow_pick, 'grasp')
         pre = grasp.copy()
         pre[:3, 3] -= grasp[:3, 0] * cfg.pre_grasp_distance_m
-        back = self._cartesian(group, q_grasp, pre, allow_pick, 'approach')
+        _, back = self._ik_and_line(group, q0_open, grasp, pre, allow_pick, 'approach')
         approach_path = back[::-1]
         q_pre = robot.with_group(q0_open, group, approach_path[0])
         timeout = min(cfg.joint_plan_timeout_s, max(0.01, deadline - time.perf_counter()))
@@ -532,10 +557,10 @@ class PickPlacePlanner:
             lift_pose[:3, 3] += up[:3, 3]
             lift_path = self._cartesian(group, q_held, lift_pose, allow_pick_part, 'lift')
             q_lift = robot.with_group(q_held, group, lift_path[-1])
-            q_place = self._ik(group, q_lift, place, allow_place_part, 'place')
             pre_place = place.copy()
             pre_place[2, 3] += cfg.place_approach_height_m
-            down_rev = self._cartesian(group, q_place, pre_place, allow_place_part, 'place')
+            _, down_rev = self._ik_and_line(group, q_lift, place, pre_place, allow_place_part,
+                                            'place')
             place_path = down_rev[::-1]
             timeout = min(cfg.joint_plan_timeout_s, max(0.01, deadline - time.perf_counter()))
             transfer_path = self._check(self.planner.plan_joint(
