@@ -54,7 +54,8 @@ def main(argv=None) -> int:
     from humanoid_inspection.perception.synthetic_scene import (
         default_camera_pose, demo_parts, render_scene)
     from humanoid_inspection.perception.tiny_vlm import build_tiny_checkpoint
-    from humanoid_inspection.perception.vlm_backend import VlmBackend, VlmConfig, load_processor_parts
+    from humanoid_inspection.perception.vlm_backend import (
+        VlmBackend, VlmConfig, load_processor_parts)
     from humanoid_inspection.perception.vlm_parsing import VlmParseError, parse_points
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp:

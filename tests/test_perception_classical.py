@@ -25,7 +25,8 @@ def _match(result, frame):
     matches = []
     for box, centroid in zip(frame.boxes_xyxy, frame.centroids_cam):
         best = max(result.detections, key=lambda d: _iou(d.box_xyxy, box))
-        matches.append((best, _iou(best.box_xyxy, box), np.linalg.norm(best.centroid_m - centroid)))
+        err = np.linalg.norm(best.centroid_m - centroid)
+        matches.append((best, _iou(best.box_xyxy, box), err))
     return matches
 
 

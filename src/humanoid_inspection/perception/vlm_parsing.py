@@ -18,8 +18,8 @@ or bare [[x, y], ...]; bracket formats: RoboPoint tuples [(x, y), ...], plain [x
 lists; Molmo <point x=".." y=".."> / <points x1=.. y1=.. ...> tags.
 
 Nothing is guessed: an empty answer is MISSING; an answer without coordinates, or whose
-structure or numbers are wrong (truncated JSON included) is MALFORMED; a coordinate outside the convention's range is OUT_OF_IMAGE, a
-thinking block that never closes is UNFINISHED_THINKING; each raises VlmParseError with the
+structure or numbers are wrong (truncated JSON included) is MALFORMED; a coordinate outside
+the convention's range is OUT_OF_IMAGE, a thinking block that never closes is UNFINISHED_THINKING; each raises VlmParseError with the
 reason. An explicit empty JSON list ([]) is a valid "nothing found".
 """
 
