@@ -182,3 +182,14 @@ def test_cycle_over_fake_servers_records_every_part(launch_nodes, ros_client, tm
     assert recs[0].grasp_attempts == 2
     assert recs[1].defects[0]['box_xyxy'] == [3, 4, 9, 10]
     assert all((store.root / x.radiograph_path).is_file() for x in recs)
+
+
+def test_ground_truth_entry_of_a_part():
+    from humanoid_inspection.nodes.cell_manager_node import truth_for_part
+    table = {'time': 3.0, 'parts': [
+        {'part_id': 'hub-1', 'defective': True, 'defects': [{'kind': 'crack'}], 'yaw': 0.1},
+        {'part_id': 'hub-2', 'defective': False, 'defects': []}]}
+    assert truth_for_part(table, 'hub-1') == {'part_id': 'hub-1', 'defective': True,
+                                              'defects': [{'kind': 'crack'}]}
+    assert truth_for_part(table, 'nope') is None
+    assert truth_for_part({'hub-3': {'defective': False}}, 'hub-3') == {'defective': False}

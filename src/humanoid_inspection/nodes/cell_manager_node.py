@@ -81,6 +81,19 @@ def defect_to_dict(d) -> dict:
             'severity_level': int(d.severity_level)}
 
 
+def truth_for_part(table, part_id: str) -> Optional[dict]:
+    """The entry of part_id in the simulation's ground truth ({'parts': [...]} or {id: ...})."""
+    parts = table.get('parts', table) if isinstance(table, dict) else table
+    if isinstance(parts, dict):
+        entry = parts.get(part_id)
+        return entry if isinstance(entry, dict) else None
+    for entry in parts or []:
+        if isinstance(entry, dict) and entry.get('part_id') == part_id:
+            return {k: v for k, v in entry.items()
+                    if k not in ('position', 'quaternion_wxyz', 'yaw', 'held_by')}
+    return None
+
+
 def affordance_to_grasp(index: int, a: Affordance) -> Grasp:
     """Affordance message (base frame) -> Grasp carrying the message as handle."""
     p, q = a.grasp_pose.position, a.grasp_pose.orientation
@@ -351,8 +364,7 @@ class RosCellServices(CellServices):
             table = json.loads(resp.message)
         except ValueError:
             return None
-        parts = table.get('parts', table) if isinstance(table, dict) else {}
-        return parts.get(part_id) if isinstance(parts, dict) else None
+        return truth_for_part(table, part_id)
 
     def go_to_rest(self) -> bool:
         handle = self._active_goal
