@@ -1,0 +1,218 @@
+"""Learned ADR: a tiny U-Net that labels every pixel background / gas_porosity / shrinkage /
+crack / inclusion, trained on the simulator's radiographs (xray/train_cli.py).
+
+Input: two channels made from the log-intensity L = log(I) (Beer-Lambert makes defects an
+additive offset in L): the image-normalised L and a high-pass L - blur(L). Large radiographs
+are processed in overlapping tiles (the overlap covers the receptive field) so memory stays
+bounded and cancellation is checked between tiles. Connected components of the defect
+probability map become DetectedDefect (class = the most probable kind over the component,
+confidence = its peak defect probability). No ROS imports.
+"""
+
+from pathlib import Path
+from typing import List, Optional
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from humanoid_inspection.xray.detector import (
+    DEFECT_KINDS, CancelCheck, DetectedDefect, check_cancel, mm_per_px, sort_by_confidence,
+    validate_radiograph)
+
+CLASSES = ('background',) + DEFECT_KINDS
+MODEL_DIR = Path(__file__).resolve().parent / 'models'
+DEFAULT_WEIGHTS = MODEL_DIR / 'adr_unet.pt'
+HIGHPASS_SIGMA_PX = 4.0
+HIGHPASS_GAIN = 20.0
+
+
+def preprocess(image: np.ndarray) -> np.ndarray:
+    """(2, H, W) float32 network input from a validated float32 radiograph."""
+    log_img = cv2.log(np.maximum(image, 1.0))
+    sample = log_img[::4, ::4]
+    centre = float(np.median(sample))
+    spread = float(np.percentile(sample, 95) - np.percentile(sample, 5))
+    norm = (log_img - centre) / max(spread, 0.05)
+    high = (log_img - cv2.GaussianBlur(log_img, (0, 0), HIGHPASS_SIGMA_PX)) * HIGHPASS_GAIN
+    return np.stack([norm, np.clip(high, -10, 10)]).astype(np.float32)
+
+
+def _block(cin, cout):
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class TinyUNet(nn.Module):
+    """Three-level U-Net (widths w, 2w, 4w) working at 1/`fold` resolution.
+
+    The input is folded space-to-depth (fold x fold pixel blocks become channels, nothing is
+    thrown away) and the output unfolded the same way (pixel shuffle), so the convolutions run
+    on fold^2 fewer positions while the labels stay per pixel. Widths are multiples of 8: the
+    CPU convolution kernels (oneDNN) are several times faster for them.
+    """
+
+    def __init__(self, in_channels: int = 2, n_classes: int = len(CLASSES), width: int = 16,
+                 fold: int = 4):
+        """Args: input channels, output classes, width of the first level, fold factor."""
+        super().__init__()
+        w = width
+        self.config = {'in_channels': in_channels, 'n_classes': n_classes, 'width': width,
+                       'fold': fold}
+        self.fold = fold
+        self.unfold_in = nn.PixelUnshuffle(fold)
+        self.enc1 = _block(in_channels * fold * fold, w)
+        self.enc2 = _block(w, 2 * w)
+        self.enc3 = _block(2 * w, 4 * w)
+        self.pool = nn.MaxPool2d(2)
+        self.up2 = nn.ConvTranspose2d(4 * w, 2 * w, 2, stride=2)
+        self.dec2 = _block(4 * w, 2 * w)
+        self.up1 = nn.ConvTranspose2d(2 * w, w, 2, stride=2)
+        self.dec1 = _block(2 * w, w)
+        self.head = nn.Conv2d(w, n_classes * fold * fold, 1)
+        self.fold_out = nn.PixelShuffle(fold)
+
+    @property
+    def multiple(self) -> int:
+        """Input sides must be multiples of this."""
+        return 4 * self.fold
+
+    def forward(self, x):
+        """(N, C, H, W), H and W multiples of `multiple` -> (N, classes, H, W) logits."""
+        e1 = self.enc1(self.unfold_in(x))
+        e2 = self.enc2(self.pool(e1))
+        e3 = self.enc3(self.pool(e2))
+        d2 = self.dec2(torch.cat([self.up2(e3), e2], 1))
+        d1 = self.dec1(torch.cat([self.up1(d2), e1], 1))
+        return self.fold_out(self.head(d1))
+
+
+def save_model(model: TinyUNet, path, meta: Optional[dict] = None) -> None:
+    """Save weights (float16 to keep the file small) + config + training metadata."""
+    state = {k: (v.half() if v.is_floating_point() else v)
+             for k, v in model.state_dict().items()}
+    torch.save({'config': model.config, 'state_dict': state, 'meta': meta or {},
+                'classes': CLASSES}, str(path))
+
+
+def load_model(path=None) -> TinyUNet:
+    """Load a TinyUNet saved by save_model (default: the committed weights).
+
+    Raises:
+        FileNotFoundError: no file. ValueError: not a TinyUNet checkpoint of these classes.
+    """
+    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f'CNN weights not found: {path} (train them with '
+                                '`humanoid-inspection xray-train`)')
+    try:
+        ckpt = torch.load(str(path), map_location='cpu', weights_only=True)
+    except Exception as exc:
+        raise ValueError(f'{path}: not a readable torch checkpoint ({exc})') from exc
+    if not isinstance(ckpt, dict) or 'state_dict' not in ckpt or 'config' not in ckpt:
+        raise ValueError(f'{path}: not a TinyUNet checkpoint (missing config/state_dict)')
+    if tuple(ckpt.get('classes', ())) != CLASSES:
+        raise ValueError(f'{path}: classes {ckpt.get("classes")} differ from {CLASSES}')
+    model = TinyUNet(**ckpt['config'])
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                           for k, v in ckpt['state_dict'].items()})
+    model.meta = ckpt.get('meta', {})
+    model.eval()
+    return model
+
+
+def predict_probabilities(model: TinyUNet, inputs: np.ndarray, tile: int = 1024,
+                          overlap: int = 64, should_cancel: CancelCheck = None) -> np.ndarray:
+    """Per-pixel class probabilities (classes, H, W) of a (C, H, W) input, tile by tile."""
+    _, h, w = inputs.shape
+    probs = np.zeros((len(CLASSES), h, w), np.float32)
+    step = tile - 2 * overlap
+    with torch.inference_mode():
+        for y0 in range(0, h, step):
+            for x0 in range(0, w, step):
+                check_cancel(should_cancel)
+                ty0, tx0 = max(0, y0 - overlap), max(0, x0 - overlap)
+                ty1, tx1 = min(h, y0 + step + overlap), min(w, x0 + step + overlap)
+                patch = inputs[:, ty0:ty1, tx0:tx1]
+                ph, pw = patch.shape[1:]
+                pad_h, pad_w = (-ph) % model.multiple, (-pw) % model.multiple
+                if pad_h or pad_w:
+                    patch = np.pad(patch, ((0, 0), (0, pad_h), (0, pad_w)), mode='edge')
+                out = torch.softmax(model(torch.from_numpy(patch)[None]), 1)[0].numpy()
+                cy1, cx1 = min(h, y0 + step), min(w, x0 + step)
+                probs[:, y0:cy1, x0:cx1] = out[:, y0 - ty0:cy1 - ty0, x0 - tx0:cx1 - tx0]
+    return probs
+
+
+class CnnDetector:
+    """TinyUNet segmentation + connected components."""
+
+    name = 'cnn'
+
+    def __init__(self, weights=None, threshold: float = 0.5, min_area_px: int = 3,
+                 tile: int = 1024, model: Optional[TinyUNet] = None):
+        """Args: weights path (default committed), defect-probability threshold, smallest
+        blob, tile side; or an already built model."""
+        self.model = model if model is not None else load_model(weights)
+        self.model.eval()
+        self.threshold = float(threshold)
+        self.min_area_px = int(min_area_px)
+        self.tile = int(tile)
+
+    def detect(self, image: np.ndarray, pixel_pitch_mm: float, magnification: float,
+               should_cancel: CancelCheck = None) -> List[DetectedDefect]:
+        """Find defects (same contract as ClassicalDetector.detect)."""
+        img = validate_radiograph(image)
+        mmpp = mm_per_px(pixel_pitch_mm, magnification)
+        inputs = preprocess(img)
+        check_cancel(should_cancel)
+        probs = predict_probabilities(self.model, inputs, self.tile, 64, should_cancel)
+        return defects_from_probabilities(probs, img, mmpp, self.threshold, self.min_area_px)
+
+
+def defects_from_probabilities(probs: np.ndarray, image: np.ndarray, mmpp: float,
+                               threshold: float = 0.5, min_area_px: int = 3
+                               ) -> List[DetectedDefect]:
+    """Connected components of (1 - p_background) > threshold -> DetectedDefect list."""
+    defect_p = 1.0 - probs[0]
+    fg = (defect_p > threshold).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+    out = []
+    h, w = image.shape
+    for lab in range(1, n):
+        x, y, bw, bh, area = (int(v) for v in stats[lab])
+        if area < min_area_px:
+            continue
+        sl = (slice(y, y + bh), slice(x, x + bw))
+        mask = labels[sl] == lab
+        class_p = probs[1:, sl[0], sl[1]][:, mask].mean(1)
+        kind = DEFECT_KINDS[int(np.argmax(class_p))]
+        conf = float(defect_p[sl][mask].max())
+        # contrast against the ring around the box
+        m = max(3, int(0.5 * max(bw, bh)))
+        ry0, ry1, rx0, rx1 = max(0, y - m), min(h, y + bh + m), max(0, x - m), min(w, x + bw + m)
+        ring = image[ry0:ry1, rx0:rx1].copy()
+        ring[y - ry0:y - ry0 + bh, x - rx0:x - rx0 + bw][mask] = np.nan
+        bg = float(np.nanmedian(ring)) if np.isfinite(ring).any() else float(image[sl].mean())
+        inside = float(image[sl][mask].mean())
+        contrast = (bg - inside) / bg if bg > 0 else 0.0
+        pts = np.argwhere(mask)
+        if len(pts) > 1:
+            hull = cv2.convexHull(pts[:, ::-1].astype(np.float32)).reshape(-1, 2)
+            diff = hull[:, None, :] - hull[None, :, :]
+            feret = float(np.sqrt((diff ** 2).sum(-1)).max()) + 1.0
+        else:
+            feret = 1.0
+        out.append(DetectedDefect(
+            kind=kind, confidence=conf, box_xyxy=(x, y, x + bw, y + bh), mask=mask,
+            size_mm=feret * mmpp, area_mm2=area * mmpp * mmpp, contrast=contrast,
+            features={'class_probability': float(class_p.max() / max(class_p.sum(), 1e-6)),
+                      'area_px': area}))
+    return sort_by_confidence(out)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))

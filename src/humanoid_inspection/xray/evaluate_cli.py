@@ -1,0 +1,243 @@
+"""`humanoid-inspection xray-eval`: measure the defect detectors.
+
+Two kinds of data:
+- synthetic (default): a held-out set simulated from part seeds [seed_base, seed_base + n)
+  (seed_base 100000: never used by xray-train), families in turn. Box AP50 / AP50:95, recall by
+  kind and size bin, false alarms per image at --min-score, and part-level escape and
+  false-reject rates from the graded verdicts.
+- gdxray: real radiographs in GDXray "Castings" layout with an annotations CSV
+  (series,image,x1,y1,x2,y2): class-agnostic AP and recall at IoU 0.5, IoU 0.25 and the
+  centre-in-box criterion (the real boxes are loose). --series selects series (split by
+  series, never by image).
+
+Writes <out>/metrics.json and <out>/report.html with crops of the worst misses and false
+alarms under <out>/crops/ (keep --out outside the repository for licensed real images).
+"""
+
+import argparse
+import csv
+import html
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HELD_OUT_SEED_BASE = 100000
+
+
+def synthetic_items(n: int, seed_base: int, size_px: int):
+    """Yield dicts (name, image, pitch, mag, family, gt boxes/kinds/sizes) from the simulator."""
+    from humanoid_inspection.xray.phantoms import PART_FAMILIES, generate_part
+    from humanoid_inspection.xray.simulator import XraySimConfig, simulate_radiograph
+    config = XraySimConfig.for_size(size_px)
+    for i in range(n):
+        seed = seed_base + i
+        family = PART_FAMILIES[i % len(PART_FAMILIES)]
+        rad = simulate_radiograph(generate_part(family, seed), config, seed=seed)
+        yield {'name': f'{family}_{seed}', 'image': rad.image, 'pitch': rad.pixel_pitch_mm,
+               'mag': rad.magnification, 'family': family,
+               'gt_boxes': [t.box_xyxy for t in rad.truth],
+               'gt_kinds': [t.kind for t in rad.truth],
+               'gt_sizes': [float(t.size_mm) for t in rad.truth]}
+
+
+def gdxray_items(root: Path, csv_path: Path, series=None, pitch=0.2, mag=1.0):
+    """Yield dicts for every image of the annotated series (boxes from the CSV)."""
+    import cv2
+    boxes = {}
+    with open(csv_path, newline='') as f:
+        for row in csv.DictReader(f):
+            boxes.setdefault(row['image'], []).append(
+                (int(float(row['x1'])), int(float(row['y1'])),
+                 int(float(row['x2'])) + 1, int(float(row['y2'])) + 1))
+            boxes.setdefault('series:' + row['series'], [])
+    all_series = sorted(k.split(':', 1)[1] for k in boxes if k.startswith('series:'))
+    chosen = [s for s in all_series if series is None or s in series]
+    for s in chosen:
+        for img_path in sorted((root / 'Castings' / s).glob('*.png')):
+            rel = f'{s}/{img_path.name}'
+            image = cv2.imread(str(img_path), cv2.IMREAD_UNCHANGED)
+            if image is None:
+                continue
+            if image.ndim == 3:
+                image = image[:, :, 0]
+            gt = boxes.get(rel, [])
+            yield {'name': rel, 'image': image, 'pitch': pitch, 'mag': mag,
+                   'family': 'generic', 'gt_boxes': gt, 'gt_kinds': [''] * len(gt),
+                   'gt_sizes': [float('nan')] * len(gt)}
+
+
+def _crop_png(image, box, path: Path, colour):
+    import cv2
+
+    from humanoid_inspection.xray.pipeline import display_image
+    x0, y0, x1, y1 = [int(v) for v in box]
+    m = max(16, int(0.75 * max(x1 - x0, y1 - y0)))
+    h, w = image.shape
+    cx0, cy0, cx1, cy1 = max(0, x0 - m), max(0, y0 - m), min(w, x1 + m), min(h, y1 + m)
+    crop = display_image(image[cy0:cy1, cx0:cx1])
+    rgb = cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
+    cv2.rectangle(rgb, (x0 - cx0, y0 - cy0), (x1 - cx0 - 1, y1 - cy0 - 1), colour, 1)
+    scale = max(1, 160 // max(rgb.shape[:2]))
+    rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    cv2.imwrite(str(path), rgb)
+
+
+def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_parts: bool,
+             n_crops: int = 12, progress: bool = True) -> dict:
+    """Run one detector over the items; return the metrics dict (and write crops)."""
+    from tqdm import tqdm
+
+    from humanoid_inspection.xray import metrics as M
+    from humanoid_inspection.xray.pipeline import inspect_radiograph
+
+    records, times, truth_def, verdicts = [], [], [], []
+    misses, false_alarms, images = [], [], {}
+    for item in tqdm(items, desc=detector_name, disable=not progress, file=sys.stdout):
+        t = time.perf_counter()
+        outcome = inspect_radiograph(item['image'], item['pitch'], item['mag'], item['family'],
+                                     detector=detector_name)
+        times.append(time.perf_counter() - t)
+        ds = outcome.defects
+        rec = M.ImageRecord([d.box_xyxy for d in ds], [d.confidence for d in ds],
+                            item['gt_boxes'], item['gt_kinds'], item['gt_sizes'],
+                            [d.kind for d in ds], item['name'])
+        records.append(rec)
+        truth_def.append(len(item['gt_boxes']) > 0)
+        verdicts.append(outcome.verdict)
+        order, tp, gt_matched = M.match_image(rec, 0.5, 'iou', min_score)
+        for k, i in enumerate(order):
+            if not tp[k]:
+                false_alarms.append((float(rec.pred_scores[i]), item['name'],
+                                     rec.pred_boxes[i].tolist(), ds[i].kind))
+        for j, mt in enumerate(gt_matched):
+            if mt < 0:
+                misses.append((item['gt_sizes'][j] if np.isfinite(item['gt_sizes'][j]) else
+                               float((rec.gt_boxes[j, 2] - rec.gt_boxes[j, 0])),
+                               item['name'], rec.gt_boxes[j].tolist(), item['gt_kinds'][j]))
+        images[item['name']] = item['image'] if n_crops else None
+    result = {
+        'detector': detector_name, 'n_images': len(records),
+        'ap50': M.average_precision(records, 0.5), 'ap50_95': M.ap50_95(records),
+        'ap25': M.average_precision(records, 0.25),
+        'ap_centre': M.average_precision(records, 0.5, 'centre'),
+        'operating_point_iou50': M.operating_point(records, min_score, 0.5),
+        'operating_point_iou25': M.operating_point(records, min_score, 0.25),
+        'operating_point_centre': M.operating_point(records, min_score, 0.5, 'centre'),
+        'latency_s': {'median': float(np.median(times)), 'p95': float(np.percentile(times, 95)),
+                      'mean': float(np.mean(times))},
+    }
+    if grade_parts:
+        result['part_level'] = M.part_level_rates(truth_def, verdicts)
+    crops = out_dir / 'crops'
+    crops.mkdir(parents=True, exist_ok=True)
+    result['worst_misses'], result['worst_false_alarms'] = [], []
+    for key, rows, colour in (('worst_misses', sorted(misses, reverse=True), (0, 200, 0)),
+                              ('worst_false_alarms', sorted(false_alarms, reverse=True),
+                               (0, 0, 255))):
+        for n, (value, name, box, kind) in enumerate(rows[:n_crops]):
+            fname = f'{detector_name}_{key}_{n:02d}.png'
+            _crop_png(images[name], box, crops / fname, colour)
+            result[key].append({'image': name, 'box_xyxy': [int(v) for v in box],
+                                'kind': kind, 'value': round(float(value), 4),
+                                'crop': f'crops/{fname}'})
+    return result
+
+
+def write_html(out_dir: Path, results: list, title: str) -> Path:
+    """report.html with the headline figures and the crops."""
+    parts = [f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}'
+             '</title><style>body{font-family:sans-serif} td,th{padding:3px 8px;'
+             'border-bottom:1px solid #ccc} img{margin:2px;border:1px solid #999}</style>'
+             f'</head><body><h1>{html.escape(title)}</h1><table><tr><th>detector</th>'
+             '<th>AP50</th><th>AP50:95</th><th>AP25</th><th>AP centre</th><th>recall</th>'
+             '<th>FA/image</th><th>median latency (s)</th></tr>']
+    for r in results:
+        op = r['operating_point_iou50']
+        parts.append(f'<tr><td>{r["detector"]}</td><td>{r["ap50"]:.3f}</td>'
+                     f'<td>{r["ap50_95"]:.3f}</td><td>{r["ap25"]:.3f}</td>'
+                     f'<td>{r["ap_centre"]:.3f}</td><td>{op["recall"]:.3f}</td>'
+                     f'<td>{op["false_alarms_per_image"]:.2f}</td>'
+                     f'<td>{r["latency_s"]["median"]:.3f}</td></tr>')
+    parts.append('</table>')
+    for r in results:
+        for key, label in (('worst_misses', 'worst misses (green: truth)'),
+                           ('worst_false_alarms', 'worst false alarms (red: detection)')):
+            parts.append(f'<h2>{r["detector"]}: {label}</h2><div>')
+            for c in r[key]:
+                parts.append(f'<img src="{c["crop"]}" title="{html.escape(c["image"])} '
+                             f'{c["kind"]} {c["value"]}">')
+            parts.append('</div>')
+    parts.append('</body></html>')
+    path = out_dir / 'report.html'
+    path.write_text('\n'.join(parts), encoding='utf-8')
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
+    ap = argparse.ArgumentParser(prog='humanoid-inspection xray-eval', description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--dataset', choices=('synthetic', 'gdxray'), default='synthetic')
+    ap.add_argument('--detectors', default='classical,cnn', help='comma-separated')
+    ap.add_argument('--images', type=int, default=60, help='synthetic: held-out radiographs')
+    ap.add_argument('--seed-base', type=int, default=HELD_OUT_SEED_BASE)
+    ap.add_argument('--size', type=int, default=1024, help='synthetic: detector side (px)')
+    ap.add_argument('--root', default=None, help='gdxray: folder holding Castings/')
+    ap.add_argument('--annotations', default=None,
+                    help='gdxray: CSV series,image,x1,y1,x2,y2 (default ROOT/annotations_xyxy.csv)')
+    ap.add_argument('--series', default=None, help='gdxray: comma-separated series to use')
+    ap.add_argument('--min-score', type=float, default=0.5, help='operating confidence')
+    ap.add_argument('--out', default='xray_eval', help='output folder')
+    ap.add_argument('--quiet', action='store_true')
+    return ap
+
+
+def main(argv=None) -> int:
+    """Entry point of `humanoid-inspection xray-eval`."""
+    args = build_parser().parse_args(argv)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = [d.strip() for d in args.detectors.split(',') if d.strip()]
+    results = []
+    for name in names:
+        if args.dataset == 'synthetic':
+            items = list(synthetic_items(args.images, args.seed_base, args.size)) \
+                if not results else items
+            grade_parts = True
+        else:
+            if not args.root:
+                print('xray-eval: --root is required for --dataset gdxray', file=sys.stderr)
+                return 2
+            root = Path(args.root)
+            csv_path = Path(args.annotations) if args.annotations else \
+                root / 'annotations_xyxy.csv'
+            if not csv_path.is_file():
+                print(f'xray-eval: no annotations file {csv_path}', file=sys.stderr)
+                return 2
+            series = set(args.series.split(',')) if args.series else None
+            items = list(gdxray_items(root, csv_path, series))
+            grade_parts = False
+        try:
+            results.append(evaluate(items, name, args.min_score, out_dir, grade_parts,
+                                    progress=not args.quiet))
+        except (ValueError, FileNotFoundError) as exc:
+            print(f'xray-eval: {name}: {exc}', file=sys.stderr)
+            return 2
+        r = results[-1]
+        op = r['operating_point_iou50']
+        print(f'{name}: AP50 {r["ap50"]:.3f}  AP50:95 {r["ap50_95"]:.3f}  AP25 {r["ap25"]:.3f}'
+              f'  AP(centre) {r["ap_centre"]:.3f}  recall {op["recall"]:.3f}'
+              f'  recall>=1mm {op["recall_ge_1mm"]:.3f}  FA/img '
+              f'{op["false_alarms_per_image"]:.2f}  median {r["latency_s"]["median"]:.3f} s')
+    summary = {'dataset': args.dataset, 'args': vars(args), 'results': results}
+    (out_dir / 'metrics.json').write_text(json.dumps(summary, indent=2, default=float))
+    page = write_html(out_dir, results, f'X-ray ADR evaluation ({args.dataset})')
+    print(f'wrote {out_dir / "metrics.json"} and {page}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

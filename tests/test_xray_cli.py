@@ -1,0 +1,110 @@
+"""The one-call pipeline and the `inspect` CLI on a temporary folder (incl. bad files)."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from humanoid_inspection import cli
+from humanoid_inspection.xray.detector import InspectionCancelled
+from humanoid_inspection.xray.pipeline import inspect_radiograph, render_overlay
+from test_xray_detector import make_test_radiograph
+
+
+def test_pipeline_rejects_a_crack_with_reasons_and_timings():
+    image, _ = make_test_radiograph(seed=11, cracks=[(60, 120, 110, 150, 2, 3.0)])
+    out = inspect_radiograph(image, 0.1, 1.0, 'housing', detector='classical')
+    assert out.verdict == 'REJECT'
+    assert any('crack' in r and 'not permitted' in r for r in out.reasons)
+    assert list(out.stage_times_s) == ['validate', 'detect', 'grade']
+    assert out.total_time_s > 0 and out.detector == 'classical'
+    json.dumps(out.to_dict())
+    rgb = render_overlay(image, out)
+    assert rgb.shape == image.shape + (3,) and rgb.dtype == np.uint8
+
+
+def test_pipeline_accepts_a_clean_part():
+    image, _ = make_test_radiograph(seed=12)
+    out = inspect_radiograph(image, 0.1, 1.0, 'hub', detector='classical')
+    assert out.verdict == 'ACCEPT' and out.defects == []
+
+
+@pytest.mark.parametrize('image, reason', [
+    (np.full((64, 64), 1234, np.uint16), 'constant'),
+    (np.full((64, 64), 65535, np.uint16), 'constant'),
+    (np.where(np.arange(64 * 64).reshape(64, 64) % 5, 65535, 100).astype(np.uint16),
+     'saturated'),
+])
+def test_pipeline_sends_unusable_images_to_review(image, reason):
+    out = inspect_radiograph(image, 0.1, 1.0, 'housing', detector='classical')
+    assert out.verdict == 'REVIEW' and reason in out.reasons[0]
+
+
+def test_pipeline_refuses_bad_input():
+    image, _ = make_test_radiograph(seed=13)
+    with pytest.raises(ValueError, match='unknown part family'):
+        inspect_radiograph(image, 0.1, 1.0, 'engine')
+    with pytest.raises(ValueError, match='pixel_pitch_mm'):
+        inspect_radiograph(image, float('nan'), 1.0, 'housing')
+    with pytest.raises(ValueError, match='unknown detector'):
+        inspect_radiograph(image, 0.1, 1.0, 'housing', detector='yolo')
+    with pytest.raises(ValueError, match='NaN'):
+        inspect_radiograph(np.full((32, 32), np.nan, np.float32), 0.1, 1.0, 'housing')
+
+
+def test_pipeline_cancel_and_progress():
+    image, _ = make_test_radiograph(seed=14)
+    stages = []
+    inspect_radiograph(image, 0.1, 1.0, 'housing', detector='classical',
+                       progress=lambda s, f: stages.append(s))
+    assert stages == ['validate', 'detect', 'grade']
+    calls = []
+
+    def cancel_after_validate():
+        calls.append(1)
+        return len(calls) > 1
+    with pytest.raises(InspectionCancelled):
+        inspect_radiograph(image, 0.1, 1.0, 'housing', detector='classical',
+                           should_cancel=cancel_after_validate)
+
+
+def test_inspect_cli_on_a_folder_with_a_corrupt_file(tmp_path, capsys):
+    folder = tmp_path / 'radiographs'
+    folder.mkdir()
+    defect_img, _ = make_test_radiograph(seed=15, voids=[(128, 128, 12)])
+    clean16, _ = make_test_radiograph(seed=16)
+    clean8, _ = make_test_radiograph(seed=17, dtype=np.uint8)
+    cv2.imwrite(str(folder / 'a_defect.png'), defect_img)
+    cv2.imwrite(str(folder / 'b_clean16.tif'), clean16)
+    cv2.imwrite(str(folder / 'c_clean8.png'), clean8)
+    (folder / 'd_corrupt.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'garbage' * 10)
+    colour = np.zeros((32, 32, 3), np.uint8)
+    colour[:, :, 2] = 255
+    cv2.imwrite(str(folder / 'e_colour.png'), colour)
+    (folder / 'notes.txt').write_text('not an image')
+    out = tmp_path / 'report'
+    code = cli.main(['inspect', str(folder), '--out', str(out), '--detector', 'classical',
+                     '--pixel-pitch-mm', '0.1', '--family', 'housing'])
+    assert code == 1                                    # some files failed
+    results = json.loads((out / 'results.json').read_text())
+    by_name = {r['file'].split('/')[-1]: r for r in results['results']}
+    assert set(by_name) == {'a_defect.png', 'b_clean16.tif', 'c_clean8.png', 'd_corrupt.png',
+                            'e_colour.png'}
+    assert by_name['a_defect.png']['verdict'] in ('REJECT', 'REVIEW')
+    assert by_name['a_defect.png']['defects']
+    assert by_name['b_clean16.tif']['verdict'] == 'ACCEPT'
+    assert by_name['c_clean8.png']['verdict'] == 'ACCEPT'
+    assert 'cannot decode' in by_name['d_corrupt.png']['error']
+    assert 'colour image' in by_name['e_colour.png']['error']
+    assert (out / by_name['a_defect.png']['overlay']).is_file()
+    page = (out / 'report.html').read_text()
+    assert 'd_corrupt.png' in page and 'REJECT' in page or 'REVIEW' in page
+    assert results['failed'] == 2
+
+
+def test_inspect_cli_bad_arguments(tmp_path, capsys):
+    assert cli.main(['inspect', str(tmp_path), '--out', str(tmp_path / 'o')]) == 2
+    assert 'no PNG/TIFF files' in capsys.readouterr().err
+    assert cli.main(['inspect', str(tmp_path), '--family', 'engine']) == 2
+    assert "unknown part family 'engine'" in capsys.readouterr().err
