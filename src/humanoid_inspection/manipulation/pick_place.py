@@ -258,17 +258,21 @@ class PickPlacePlanner:
         obstacles: the same obstacles (to find the support surfaces).
         config: PickPlaceConfig.
         seed: random seed (IK restarts, OMPL).
+        planner: OMPL geometric planner name.
+        resolution: collision-check step along joint motions (rad).
     """
 
     def __init__(self, robot: RobotModel, checker: CollisionChecker,
                  obstacles: Sequence[Obstacle] = (), config: Optional[PickPlaceConfig] = None,
-                 seed: Optional[int] = 0):
+                 seed: Optional[int] = 0, planner: str = 'RRTConnect',
+                 resolution: float = 0.03):
         self.robot = robot
         self.checker = checker
         self.obstacles = list(obstacles)
         self.config = config or PickPlaceConfig()
         self.config.validate()
-        self.planner = MotionPlanner(robot, checker, seed=seed)
+        self.planner = MotionPlanner(robot, checker, resolution=resolution, planner=planner,
+                                     seed=seed)
 
     # ------------------------------------------------------------------ helpers
     def finger_joints(self, side: str) -> List[str]:

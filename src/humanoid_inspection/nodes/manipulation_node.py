@@ -1,0 +1,407 @@
+"""manipulation node: pick_place action, plan_only service, trajectories to the controllers.
+
+Thin ROS wrapper around humanoid_inspection.manipulation (docs/manipulation.md):
+
+- sub ``joint_states`` (sensor QoS): the start state of every plan and the execution check;
+- sub ``safety/estop`` (std_msgs/Bool, reliable): True latches the e-stop: a hold trajectory
+  (the measured positions) goes to every controller this node drives from inside the callback,
+  the running goal ends with ESTOP, new goals end with ESTOP until a False arrives;
+- action ``pick_place`` (PickPlace): plans, then executes segment by segment (feedback = phase),
+  confirming each from joint_states within a tolerance and a timeout (EXECUTION_FAILED),
+  checking the grasp after ``close`` (finger position > threshold, else GRASP_FAILED); cancel
+  sends a hold trajectory and ends with CANCELED; one goal at a time (a second one ends with
+  BUSY while the first runs);
+- srv ``plan_only`` (PlanPickPlace): the same plan, returned, nothing moves;
+- pubs ``<left|right>_arm_controller/joint_trajectory``, ``<left|right>_gripper_controller/
+  joint_trajectory``, ``waist_controller/joint_trajectory`` (trajectory_msgs/JointTrajectory,
+  stamp 0 = start now).
+
+Times (execution timeouts, waits) use the node clock, so use_sim_time follows the simulation.
+"""
+
+import threading
+import time
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from humanoid_inspection_interfaces.action import PickPlace
+from humanoid_inspection_interfaces.srv import PlanPickPlace
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from humanoid_inspection import robot_description as rd
+from humanoid_inspection.cell_geometry import CellConfigError, load_cell
+from humanoid_inspection.manipulation.collision import CollisionChecker
+from humanoid_inspection.manipulation.execution import (
+    execution_timeout, hold_trajectory, split_by_controller, tracking_error)
+from humanoid_inspection.manipulation.goal import (
+    FrameResolver, InvalidGoalError, check_arm, grasp_candidates_from_fields,
+    place_pose_from_fields)
+from humanoid_inspection.manipulation.pick_place import (
+    ErrorCode, PickPlaceConfig, PickPlacePlan, PickPlacePlanner)
+from humanoid_inspection.manipulation.robot_model import RobotModel
+from humanoid_inspection.manipulation.scene import obstacles_from_cell
+from humanoid_inspection.manipulation.time_parameterization import TimedTrajectory
+from humanoid_inspection.nodes.node_support import (
+    Param, StartupError, declare_typed_parameters, reject_unknown_parameters, run_node)
+
+CONTROLLERS = ('left_arm_controller', 'right_arm_controller', 'left_gripper_controller',
+               'right_gripper_controller', 'waist_controller')
+
+PARAMS = (
+    Param('base_frame', 'base_link', 'planning frame (goal poses may be given in it)'),
+    Param('world_frame', 'world', 'world frame (goal poses may be given in it; fixed base)'),
+    Param('cell_file', '', 'cell geometry YAML; empty = the package config/cell.yaml'),
+    Param('collision_padding_m', 0.01, 'margin robot/part vs cell obstacles (m)', 0.0, 0.2),
+    Param('planner', 'RRTConnect', 'OMPL geometric planner name'),
+    Param('motion_resolution_rad', 0.03, 'collision-check step along motions (rad)',
+          0.001, 0.5),
+    Param('joint_plan_timeout_s', 0.5, 'OMPL budget per joint-space segment (s)', 0.01, 60.0),
+    Param('total_planning_timeout_s', 5.0, 'budget of one pick-and-place plan (s)', 0.05,
+          300.0),
+    Param('ik_timeout_s', 0.03, 'IK budget per pose (s)', 0.001, 5.0),
+    Param('pre_grasp_distance_m', 0.10, 'pre-grasp distance along the approach (m)', 0.0, 0.5),
+    Param('lift_height_m', 0.10, 'lift after grasping (m)', 0.0, 0.5),
+    Param('place_approach_height_m', 0.10, 'descent onto the place pose (m)', 0.0, 0.5),
+    Param('retreat_distance_m', 0.08, 'retreat after releasing (m)', 0.0, 0.5),
+    Param('open_margin_m', 0.02, 'gripper opened this much wider than the part (m)', 0.0,
+          0.2),
+    Param('part_depth_m', 0.04, 'carried-part box along the approach axis (m)', 0.001, 0.5),
+    Param('part_height_m', 0.04, 'carried-part box along the tcp z axis (m)', 0.001, 0.5),
+    Param('use_waist', 'auto', 'never | auto (arm, then arm + waist) | always'),
+    Param('velocity_scale', 1.0, 'fraction of the joint velocity limits', 0.01, 1.0),
+    Param('acceleration_scale', 1.0, 'fraction of the joint acceleration limits', 0.01, 1.0),
+    Param('sample_dt_s', 0.02, 'trajectory point spacing (s)', 0.001, 1.0),
+    Param('start_tolerance_rad', 0.01, 'start-state limit violations clipped up to this',
+          0.0, 0.5),
+    Param('goal_tolerance_rad', 0.03, 'arm/waist joints: reached within this (rad)', 0.001,
+          1.0),
+    Param('gripper_tolerance_m', 0.005, 'finger joint: reached within this (m)', 0.0001, 0.1),
+    Param('execution_timeout_scale', 1.5, 'segment timeout = duration x this + margin', 1.0,
+          100.0),
+    Param('execution_timeout_margin_s', 3.0, 'segment timeout margin (s)', 0.0, 600.0),
+    Param('joint_states_max_age_s', 2.0, 'joint_states older than this are stale (s)', 0.01,
+          60.0),
+    Param('grasp_min_finger_position_m', 0.004,
+          'after close: finger position above this = part held (m)', 0.0, 0.1),
+    Param('gripper_settle_s', 0.3, 'wait after the close trajectory before checking (s)', 0.0,
+          10.0),
+    Param('control_period_s', 0.02, 'execution monitor / hold trajectory period (s)', 0.001,
+          1.0),
+    Param('seed', 0, 'random seed of IK restarts and OMPL (-1 = random)', -1, 2 ** 31 - 1),
+)
+
+
+def to_msg(traj: TimedTrajectory) -> JointTrajectory:
+    """TimedTrajectory -> trajectory_msgs/JointTrajectory (stamp 0 = start now)."""
+    msg = JointTrajectory()
+    msg.joint_names = list(traj.joint_names)
+    for t, p, v, a in traj.points():
+        point = JointTrajectoryPoint()
+        point.positions = [float(x) for x in p]
+        point.velocities = [float(x) for x in v]
+        point.accelerations = [float(x) for x in a]
+        sec = int(np.floor(t))
+        point.time_from_start = Duration(sec=sec, nanosec=int(round((t - sec) * 1e9)) % 10 ** 9)
+        msg.points.append(point)
+    return msg
+
+
+def _pose_fields(pose) -> Tuple[list, list]:
+    p, o = pose.position, pose.orientation
+    return [p.x, p.y, p.z], [o.x, o.y, o.z, o.w]
+
+
+class ManipulationNode(Node):
+    """The manipulation node (see module docstring)."""
+
+    def __init__(self):
+        super().__init__('manipulation')
+        self.p = declare_typed_parameters(self, PARAMS)
+        reject_unknown_parameters(self)
+        if self.p['use_waist'] not in ('never', 'auto', 'always'):
+            raise StartupError(f"parameter 'use_waist' must be never, auto or always, got "
+                               f"'{self.p['use_waist']}'")
+        try:
+            cell = load_cell(self.p['cell_file'] or None)
+            self.robot = RobotModel.from_project()
+        except (CellConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
+            raise StartupError(f'manipulation: cannot load the robot or the cell: {exc}') from exc
+        obstacles = obstacles_from_cell(cell)
+        checker = CollisionChecker(self.robot, obstacles, padding=self.p['collision_padding_m'])
+        config = PickPlaceConfig(
+            pre_grasp_distance_m=self.p['pre_grasp_distance_m'],
+            lift_height_m=self.p['lift_height_m'],
+            place_approach_height_m=self.p['place_approach_height_m'],
+            retreat_distance_m=self.p['retreat_distance_m'],
+            open_margin_m=self.p['open_margin_m'],
+            max_opening_m=cell.gripper.max_opening_m,
+            part_depth_m=self.p['part_depth_m'], part_height_m=self.p['part_height_m'],
+            use_waist=self.p['use_waist'],
+            joint_plan_timeout_s=self.p['joint_plan_timeout_s'],
+            total_timeout_s=self.p['total_planning_timeout_s'],
+            ik_timeout_s=self.p['ik_timeout_s'],
+            velocity_scale=self.p['velocity_scale'],
+            acceleration_scale=self.p['acceleration_scale'],
+            sample_dt=self.p['sample_dt_s'],
+            start_tolerance=self.p['start_tolerance_rad'])
+        try:
+            seed = None if self.p['seed'] < 0 else self.p['seed']
+            self.planner = PickPlacePlanner(self.robot, checker, obstacles, config, seed=seed,
+                                            planner=self.p['planner'],
+                                            resolution=self.p['motion_resolution_rad'])
+        except ValueError as exc:
+            raise StartupError(f'manipulation: {exc}') from exc
+        self.frames = FrameResolver(self.p['base_frame'], self.p['world_frame'],
+                                    cell.robot.pose.matrix())
+        self.controller_joints = {c: list(rd.CONTROLLER_JOINTS[c]) for c in CONTROLLERS}
+
+        self._state_lock = threading.Lock()
+        self._positions: Dict[str, float] = {}
+        self._positions_time: Optional[float] = None
+        self._estop = False
+        self._busy = threading.Lock()
+        self._plan_lock = threading.Lock()
+
+        sensor_group = MutuallyExclusiveCallbackGroup()
+        estop_group = MutuallyExclusiveCallbackGroup()
+        work_group = ReentrantCallbackGroup()
+        self.pubs = {c: self.create_publisher(JointTrajectory, f'{c}/joint_trajectory', 10)
+                     for c in CONTROLLERS}
+        self.create_subscription(JointState, 'joint_states', self._on_joint_states,
+                                 qos_profile_sensor_data, callback_group=sensor_group)
+        self.create_subscription(Bool, 'safety/estop', self._on_estop,
+                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
+                                 callback_group=estop_group)
+        self.create_service(PlanPickPlace, 'plan_only', self._on_plan_only,
+                            callback_group=work_group)
+        self._action = ActionServer(
+            self, PickPlace, 'pick_place', execute_callback=self._execute,
+            goal_callback=lambda _goal: GoalResponse.ACCEPT,
+            cancel_callback=lambda _handle: CancelResponse.ACCEPT,
+            callback_group=work_group)
+        self.get_logger().info(
+            f'manipulation ready: {len(obstacles)} cell obstacles, groups '
+            f'{sorted(self.robot.groups)}, collision pairs {checker.pair_counts()}')
+
+    # ------------------------------------------------------------------ inputs
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_joint_states(self, msg: JointState):
+        if len(msg.name) != len(msg.position):
+            return
+        with self._state_lock:
+            for name, value in zip(msg.name, msg.position):
+                if np.isfinite(value):
+                    self._positions[name] = float(value)
+            self._positions_time = self._now()
+
+    def _measured(self) -> Tuple[Dict[str, float], Optional[float]]:
+        with self._state_lock:
+            age = None if self._positions_time is None else self._now() - self._positions_time
+            return dict(self._positions), age
+
+    def _on_estop(self, msg: Bool):
+        if msg.data and not self._estop:
+            self._estop = True
+            self._send_hold(CONTROLLERS)
+            self.get_logger().warning('e-stop: holding every controller; new goals refused')
+        elif not msg.data and self._estop:
+            self._estop = False
+            self.get_logger().info('e-stop released')
+
+    def _send_hold(self, controllers) -> None:
+        positions, _ = self._measured()
+        for c in controllers:
+            joints = [j for j in self.controller_joints[c] if j in positions]
+            if not joints:
+                continue
+            hold = hold_trajectory(joints, [positions[j] for j in joints],
+                                   self.p['control_period_s'])
+            self.pubs[c].publish(to_msg(hold))
+
+    # ------------------------------------------------------------------ planning
+    def _start_state(self) -> Tuple[Optional[np.ndarray], str]:
+        positions, age = self._measured()
+        if age is None:
+            return None, 'no joint_states received yet'
+        if age > self.p['joint_states_max_age_s']:
+            return None, f'joint_states are stale ({age:.2f} s old)'
+        needed = set(rd.WAIST_JOINTS) | {j for s in rd.SIDES for j in rd.ARM_JOINTS[s]} | \
+            set(rd.GRIPPER_JOINTS.values())
+        missing = sorted(needed - set(positions))
+        if missing:
+            return None, f'joint_states lack {missing}'
+        for side in rd.SIDES:
+            positions.setdefault(rd.GRIPPER_MIMIC_JOINTS[side], positions[rd.GRIPPER_JOINTS[side]])
+        return self.robot.configuration_from_dict(positions), ''
+
+    def _plan(self, request) -> PickPlacePlan:
+        """Plan a PickPlace goal / PlanPickPlace request (same fields)."""
+        why = check_arm(request.arm)
+        if why is not None:
+            return PickPlacePlan(ErrorCode.INVALID_GOAL, why)
+        try:
+            fields = []
+            for c in request.grasp_candidates:
+                pos, quat = _pose_fields(c.grasp_pose)
+                fields.append((pos, quat, c.header.frame_id,
+                               [c.approach.x, c.approach.y, c.approach.z],
+                               c.gripper_opening_m, c.score))
+            grasps = grasp_candidates_from_fields(fields, self.frames)
+            pos, quat = _pose_fields(request.place_pose.pose)
+            place = place_pose_from_fields(pos, quat, request.place_pose.header.frame_id,
+                                           self.frames)
+        except InvalidGoalError as exc:
+            return PickPlacePlan(ErrorCode.INVALID_GOAL, str(exc))
+        q0, why = self._start_state()
+        if q0 is None:
+            return PickPlacePlan(ErrorCode.PLANNING_FAILED, f'no start state: {why}')
+        with self._plan_lock:
+            return self.planner.plan(q0, grasps, place, request.arm)
+
+    def _on_plan_only(self, request, response):
+        if not self._busy.acquire(blocking=False):
+            response.success = False
+            response.error_code = int(ErrorCode.BUSY)
+            response.message = 'a pick_place goal is executing'
+            response.grasp_index = -1
+            return response
+        try:
+            plan = self._plan(request)
+        finally:
+            self._busy.release()
+        response.success = plan.success
+        response.error_code = int(plan.error_code)
+        response.message = plan.message
+        response.arm_used = plan.arm
+        response.grasp_index = plan.grasp_index
+        response.segment_names = [s.name for s in plan.segments]
+        response.segments = [to_msg(s.trajectory) for s in plan.segments]
+        response.planning_time_s = float(plan.planning_time_s)
+        response.trajectory_duration_s = float(plan.duration)
+        self.get_logger().info(f'plan_only: {plan.error_code.name} in '
+                               f'{plan.planning_time_s * 1e3:.0f} ms: {plan.message}')
+        return response
+
+    # ------------------------------------------------------------------ execution
+    def _execute(self, goal_handle):
+        result = PickPlace.Result()
+        result.grasp_index = -1
+        if not self._busy.acquire(blocking=False):
+            return self._finish(goal_handle, result, ErrorCode.BUSY,
+                                'another pick_place goal is executing')
+        try:
+            if self._estop:
+                return self._finish(goal_handle, result, ErrorCode.ESTOP,
+                                    'safety/estop is active')
+            goal_handle.publish_feedback(PickPlace.Feedback(phase='plan'))
+            plan = self._plan(goal_handle.request)
+            result.planning_time_s = float(plan.planning_time_s)
+            if not plan.success:
+                return self._finish(goal_handle, result, plan.error_code, plan.message)
+            result.arm_used = plan.arm
+            result.grasp_index = plan.grasp_index
+            result.trajectory_duration_s = float(plan.duration)
+            code, message = self._run(goal_handle, plan)
+            return self._finish(goal_handle, result, code, message)
+        finally:
+            self._busy.release()
+
+    def _finish(self, goal_handle, result, code: ErrorCode, message: str):
+        result.success = code is ErrorCode.SUCCESS
+        result.error_code = int(code)
+        result.message = message
+        log = self.get_logger().info if result.success else self.get_logger().warning
+        log(f'pick_place: {code.name}: {message}')
+        if code is ErrorCode.SUCCESS:
+            goal_handle.succeed()
+        elif code is ErrorCode.CANCELED and goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        else:
+            goal_handle.abort()
+        return result
+
+    def _run(self, goal_handle, plan: PickPlacePlan) -> Tuple[ErrorCode, str]:
+        for segment in plan.segments:
+            parts = split_by_controller(segment.trajectory, self.controller_joints)
+            if self._estop:
+                return ErrorCode.ESTOP, f'e-stop before {segment.name}'
+            if goal_handle.is_cancel_requested:
+                self._send_hold(CONTROLLERS)
+                return ErrorCode.CANCELED, f'canceled before {segment.name}'
+            goal_handle.publish_feedback(PickPlace.Feedback(phase=segment.name))
+            for controller, traj in parts.items():
+                self.pubs[controller].publish(to_msg(traj))
+            code, message = self._monitor(goal_handle, segment, list(parts), plan)
+            if code is not ErrorCode.SUCCESS:
+                return code, f'{segment.name}: {message}'
+        return ErrorCode.SUCCESS, plan.message
+
+    def _tolerances(self, joint_names: List[str]) -> np.ndarray:
+        fingers = set(rd.GRIPPER_JOINTS.values())
+        return np.array([self.p['gripper_tolerance_m'] if j in fingers
+                         else self.p['goal_tolerance_rad'] for j in joint_names])
+
+    def _monitor(self, goal_handle, segment, controllers: List[str],
+                 plan: PickPlacePlan) -> Tuple[ErrorCode, str]:
+        traj = segment.trajectory
+        duration = traj.duration
+        final = traj.final_positions()
+        tol = self._tolerances(traj.joint_names)
+        is_close = segment.name == 'close'
+        wait = duration + (self.p['gripper_settle_s'] if is_close else 0.0)
+        timeout = execution_timeout(duration, self.p['execution_timeout_scale'],
+                                    self.p['execution_timeout_margin_s'])
+        t0 = self._now()
+        wall_deadline = time.monotonic() + max(60.0, 10.0 * timeout)
+        period = self.p['control_period_s']
+        while True:
+            time.sleep(period)
+            if self._estop:
+                return ErrorCode.ESTOP, 'e-stop'
+            if goal_handle.is_cancel_requested:
+                self._send_hold(controllers)
+                return ErrorCode.CANCELED, 'canceled'
+            positions, age = self._measured()
+            elapsed = self._now() - t0
+            if age is None or age > self.p['joint_states_max_age_s']:
+                if elapsed > timeout or time.monotonic() > wall_deadline:
+                    self._send_hold(controllers)
+                    return ErrorCode.EXECUTION_FAILED, 'joint_states stopped arriving'
+                continue
+            if elapsed >= wait:
+                if is_close:
+                    finger = rd.GRIPPER_JOINTS[segment.side]
+                    value = positions.get(finger, 0.0)
+                    if value > self.p['grasp_min_finger_position_m']:
+                        return ErrorCode.SUCCESS, ''
+                    return ErrorCode.GRASP_FAILED, (
+                        f'{finger} closed to {value * 1e3:.1f} mm (<= '
+                        f"{self.p['grasp_min_finger_position_m'] * 1e3:.1f} mm): nothing held")
+                errors = np.array([abs(positions.get(j, np.inf) - f)
+                                   for j, f in zip(traj.joint_names, final)])
+                if np.all(errors <= tol):
+                    return ErrorCode.SUCCESS, ''
+            if elapsed > timeout or time.monotonic() > wall_deadline:
+                self._send_hold(controllers)
+                err, joint = tracking_error(positions, traj.joint_names, final)
+                return ErrorCode.EXECUTION_FAILED, (
+                    f'not reached after {elapsed:.1f} s (timeout {timeout:.1f} s): {joint} '
+                    f'off by {err:.4f}')
+
+
+def main(args=None) -> int:
+    """Console entry point: run the manipulation node."""
+    return run_node(ManipulationNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
