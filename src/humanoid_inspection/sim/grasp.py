@@ -11,8 +11,8 @@ pick-and-place benchmarks use):
   measured finger position towards the closed end (the fingers press on the part).
   On attachment the weld's relative pose is set to the current hand-to-part pose, so the part
   does not jump, and the constraint is switched on.
-- It RELEASES the part when the finger set-point is more than `squeeze_margin` beyond the
-  measured position towards the open end (the gripper is opening), or on reset.
+- It RELEASES the part when the finger set-point is more than `squeeze_margin` more open than
+  the finger position at which the part was grasped (the gripper is opening), or on reset.
 - One part per gripper; a part held by one gripper cannot be attached by the other.
 Contacts are read from MjData.contact after each step; the check runs at the physics rate
 (cheap: a pass over the active contacts).
@@ -57,7 +57,7 @@ class WeldGrasp:
     """Attaches and releases parts to grippers from contacts and finger commands."""
 
     def __init__(self, model, grippers: List[GripperSpec], part_bodies: List[str],
-                 welds: Mapping[Tuple[str, str], int], squeeze_margin: float = 0.002):
+                 welds: Mapping[Tuple[str, str], int], squeeze_margin: float = 0.0005):
         """Set up the lookup tables.
 
         Args:
@@ -106,6 +106,7 @@ class WeldGrasp:
                 if (g.name, p) not in self.welds:
                     raise ValueError(f"no weld equality for gripper '{g.name}' and part '{p}'")
         self.attached: Dict[str, Optional[str]] = {g.name: None for g in grippers}
+        self._grip_position: Dict[str, float] = {g.name: 0.0 for g in grippers}
 
     def finger_position(self, data, gripper: str) -> float:
         """Measured position of the gripper's finger joint (m)."""
@@ -135,7 +136,9 @@ class WeldGrasp:
             push = self._close_sign[name] * (float(sp) - self.finger_position(data, name))
             held = self.attached[name]
             if held is not None:
-                if push < -self.squeeze_margin:
+                # opening: the set-point is more open than where the fingers closed on the part
+                opening = self._close_sign[name] * (float(sp) - self._grip_position[name])
+                if opening < -self.squeeze_margin:
                     self._set_active(data, name, held, False)
                     events.append(GraspEvent(name, held, 'release', float(data.time)))
                 continue
@@ -157,6 +160,12 @@ class WeldGrasp:
         for g in self.attached:
             self.attached[g] = None
 
+    def release(self, data, gripper: str) -> None:
+        """Release whatever gripper holds (no-op if nothing)."""
+        held = self.attached.get(gripper)
+        if held is not None:
+            self._set_active(data, gripper, held, False)
+
     def _attach(self, data, gripper: str, part: str) -> None:
         eq = self.welds[(gripper, part)]
         h = self._hand[gripper]
@@ -176,6 +185,7 @@ class WeldGrasp:
         d[10] = 1.0
         data.eq_active[eq] = 1
         self.attached[gripper] = part
+        self._grip_position[gripper] = self.finger_position(data, gripper)
 
     def _set_active(self, data, gripper: str, part: str, on: bool) -> None:
         data.eq_active[self.welds[(gripper, part)]] = 1 if on else 0

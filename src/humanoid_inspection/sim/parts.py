@@ -161,7 +161,7 @@ def collision_shapes(part: CastingPart) -> List[object]:
 
 def plan_parts(count: int, seed: int, slots: int, families: Sequence[str] = PART_FAMILIES,
                defect_probability: Optional[float] = None,
-               yaw_jitter: float = math.radians(20.0)) -> List[SimPart]:
+               yaw_jitter: float = math.radians(10.0)) -> List[SimPart]:
     """Choose the parts of a run: families in turn, seeded phantoms, slots, yaw.
 
     Args:

@@ -14,7 +14,7 @@ mj_step; then the grasp model attaches/releases parts from the contacts.
 import json
 import math
 import threading
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -38,7 +38,7 @@ class Simulation:
 
     def __init__(self, scene: SimScene, controllers: Mapping[str, Sequence[str]],
                  interpolation: str = 'splines', jump_tolerance: float = 0.05,
-                 squeeze_margin: float = 0.002):
+                 squeeze_margin: float = 0.0005):
         """Create data, follower and grasp model, and reset to the initial state.
 
         Args:
@@ -93,13 +93,21 @@ class Simulation:
         """Physics time step (s)."""
         return float(self.model.opt.timestep)
 
-    def reset(self) -> None:
-        """Robot to the standing pose, parts back on their slots, no grasp, time 0."""
+    def reset(self, keep_time: bool = True) -> None:
+        """Robot to the standing pose, parts back on their slots, no grasp.
+
+        Args:
+            keep_time: keep the simulation time running (default: /clock never jumps back,
+                which would upset the nodes using sim time); False = time 0.
+        """
         with self.lock:
+            t = float(self.data.time)
             self._mj.mj_resetData(self.model, self.data)
+            if keep_time:
+                self.data.time = t
             self.data.qpos[:] = self.scene.initial_qpos
             self.grasp.release_all(self.data)
-            self.follower.hold(self.standing, 0.0)
+            self.follower.hold(self.standing, float(self.data.time))
             for act, q in self._uncontrolled:
                 self.data.ctrl[act] = q
             self._mj.mj_forward(self.model, self.data)
@@ -162,16 +170,31 @@ class Simulation:
         pose[:3, 3] = q[:3]
         return pose
 
+    def part_states(self) -> Tuple[Dict[str, np.ndarray], List[str], Dict[str, float]]:
+        """(part id -> 4x4 world pose, ids held by a gripper, part id -> speed m/s)."""
+        poses, speeds = {}, {}
+        with self.lock:
+            for p in self.scene.parts:
+                adr = self.scene.part_qpos_adr[p.body]
+                q = self.data.qpos[adr:adr + 7]
+                pose = np.eye(4)
+                pose[:3, :3] = quat_to_matrix(q[3:7])
+                pose[:3, 3] = q[:3]
+                poses[p.part_id] = pose
+                dof = self.scene.part_dof_adr[p.body]
+                speeds[p.part_id] = float(np.linalg.norm(self.data.qvel[dof:dof + 3]))
+            held = [p.part_id for p in self.scene.parts if self.grasp.holder_of(p.body)]
+        return poses, held, speeds
+
     def set_part_pose(self, part_id: str, xyz: Sequence[float], yaw: float = 0.0) -> None:
         """Teleport a part (test/demo helper): frame at xyz (world, m), rotated by yaw."""
         p = self._parts[part_id]
         adr = self.scene.part_qpos_adr[p.body]
-        dof = self.model.jnt_dofadr[self._mj.mj_name2id(
-            self.model, self._mj.mjtObj.mjOBJ_JOINT, f'{p.body}_free')]
+        dof = self.scene.part_dof_adr[p.body]
         with self.lock:
             holder = self.grasp.holder_of(p.body)
             if holder is not None:
-                self.grasp.release_all(self.data)
+                self.grasp.release(self.data, holder)
             self.data.qpos[adr:adr + 3] = xyz
             self.data.qpos[adr + 3:adr + 7] = [math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)]
             self.data.qvel[dof:dof + 6] = 0.0
@@ -230,8 +253,3 @@ def make_trajectory(joint_names: Sequence[str], points: Sequence[Tuple],
                                 tuple(float(v) for v in p[2]) if len(p) > 2 else ())
                 for p in points)
     return Trajectory(tuple(joint_names), pts, float(start_time))
-
-
-def optional_float(value: Optional[float], default: float) -> float:
-    """value, or default when value is None or 0."""
-    return float(value) if value else float(default)
