@@ -1,0 +1,181 @@
+"""Pick-and-place planning in the cell: the sequence, its limits and continuity, error codes."""
+
+import numpy as np
+import pytest
+
+from humanoid_inspection.cell_geometry import load_cell
+from humanoid_inspection.manipulation.collision import CollisionChecker
+from humanoid_inspection.manipulation.goal import (
+    FrameResolver, InvalidGoalError, grasp_candidates_from_fields, place_pose_from_fields)
+from humanoid_inspection.manipulation.pick_place import (
+    PHASES, ErrorCode, GraspCandidate, PickPlaceConfig, PickPlacePlanner, grasp_from_axis)
+from humanoid_inspection.manipulation.robot_model import RobotModel
+from humanoid_inspection.manipulation.scene import obstacles_from_cell
+from humanoid_inspection.manipulation.time_parameterization import limit_violations
+
+
+@pytest.fixture(scope='module')
+def robot():
+    return RobotModel.from_project()
+
+
+@pytest.fixture(scope='module')
+def cell():
+    return load_cell()
+
+
+@pytest.fixture(scope='module')
+def planner(robot, cell):
+    obstacles = obstacles_from_cell(cell)
+    config = PickPlaceConfig(max_opening_m=cell.gripper.max_opening_m)
+    return PickPlacePlanner(robot, CollisionChecker(robot, obstacles), obstacles, config, seed=3)
+
+
+def ready(robot):
+    q = robot.reference_configuration()
+    q[robot.joint_index('left_shoulder_roll')] = 0.1
+    q[robot.joint_index('right_shoulder_roll')] = -0.1
+    return q
+
+
+def table_grasp(cell, slot, height=0.03):
+    x, y = cell.table.part_slots[slot]
+    return grasp_from_axis(cell.world_to_base((x, y, cell.table.top_z + height)), (0, 0, -1))
+
+
+def place_at(cell, xyz_world, grasp, rise):
+    pose = grasp.copy()
+    pose[:3, 3] = cell.world_to_base((xyz_world[0], xyz_world[1], xyz_world[2] + rise))
+    return pose
+
+
+def test_code_values_match_the_action_definition():
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / 'interfaces' / 'action' /
+            'PickPlace.action').read_text()
+    consts = {}
+    for line in text.splitlines():
+        parts = line.split('#')[0].split()
+        if len(parts) == 2 and parts[0] == 'int32' and '=' in parts[1]:
+            name, value = parts[1].split('=')
+            consts[name] = int(value)
+    assert consts == {c.name: int(c) for c in ErrorCode}
+    feedback = text.split('# Feedback')[1]
+    for phase in PHASES:
+        assert f'"{phase}"' in feedback
+
+
+@pytest.mark.parametrize('slot,dest', [(2, 'accept'), (1, 'fixture')])
+def test_pick_from_the_table_and_place(planner, robot, cell, slot, dest):
+    grasp = table_grasp(cell, slot)
+    if dest == 'accept':
+        b = cell.accept_bin
+        place = place_at(cell, b.pose.xyz, grasp, 0.03 + b.wall_height + 0.05)
+    else:
+        place = place_at(cell, cell.xray_cabinet.fixture.pose.xyz, grasp, 0.04)
+    q0 = ready(robot)
+    plan = planner.plan(q0, [GraspCandidate(grasp, 0.05, 0.9)], place)
+    assert plan.success, plan.message
+    assert [s.name for s in plan.segments] == list(PHASES[1:])
+    assert plan.grasp_index == 0 and plan.arm in ('left', 'right')
+    # every segment inside every limit at every sample; consecutive segments connect
+    current = q0.copy()
+    for seg in plan.segments:
+        traj = seg.trajectory
+        idx = [robot.joint_index(j) for j in traj.joint_names]
+        assert limit_violations(traj, robot.lower[idx], robot.upper[idx],
+                                robot.max_velocity[idx], robot.max_acceleration[idx]) == [], \
+            seg.name
+        if seg.name not in ('close', 'open'):     # gripper closes on the part, not to target
+            np.testing.assert_allclose(traj.positions[0], current[idx], atol=1e-6,
+                                       err_msg=seg.name)
+        current[idx] = traj.positions[-1]
+        if seg.name == 'close':
+            current[idx] = plan.grasped_finger_position
+    # the arm reached the grasp at the end of approach and the place pose at the end of place
+    def tcp_after(name):
+        q = q0.copy()
+        for seg in plan.segments:
+            idx = [robot.joint_index(j) for j in seg.trajectory.joint_names]
+            q[idx] = seg.trajectory.positions[-1]
+            if seg.name == name:
+                return robot.frame_pose(q, f'{plan.arm}_tcp')
+    grasp_reached = tcp_after('approach')
+    np.testing.assert_allclose(grasp_reached[:3, 3], grasp[:3, 3], atol=1e-3)
+    np.testing.assert_allclose(grasp_reached[:3, 0], grasp[:3, 0], atol=1e-2)
+    np.testing.assert_allclose(tcp_after('place')[:3, 3], place[:3, 3], atol=1e-3)
+    assert plan.duration > 0 and plan.planning_time_s < 5.0
+
+
+def test_ranked_candidates_skip_the_impossible_one(planner, robot, cell):
+    far = grasp_from_axis((1.5, 0.0, 0.0), (0, 0, -1))
+    grasp = table_grasp(cell, 5)
+    place = place_at(cell, cell.review.pose.xyz, grasp, 0.04)
+    plan = planner.plan(ready(robot), [GraspCandidate(far, 0.05), GraspCandidate(grasp, 0.05)],
+                        place)
+    assert plan.success and plan.grasp_index == 1
+
+
+def test_requested_arm_is_used(planner, robot, cell):
+    grasp = table_grasp(cell, 6)
+    b = cell.reject_bin
+    place = place_at(cell, b.pose.xyz, grasp, 0.03 + b.wall_height + 0.05)
+    plan = planner.plan(ready(robot), [GraspCandidate(grasp, 0.05)], place, arm='right')
+    assert plan.success and plan.arm == 'right' and plan.group.startswith('right_arm')
+
+
+def test_error_codes(planner, robot, cell):
+    q0 = ready(robot)
+    grasp = table_grasp(cell, 2)
+    place = place_at(cell, cell.review.pose.xyz, grasp, 0.04)
+    ok = [GraspCandidate(grasp, 0.05)]
+    # invalid goals
+    assert planner.plan(q0, [], place).error_code is ErrorCode.INVALID_GOAL
+    nan = grasp.copy()
+    nan[0, 3] = np.nan
+    assert planner.plan(q0, [GraspCandidate(nan, 0.05)], place).error_code \
+        is ErrorCode.INVALID_GOAL
+    assert planner.plan(q0, ok, place, arm='middle').error_code is ErrorCode.INVALID_GOAL
+    assert planner.plan(q0, [GraspCandidate(grasp, 0.5)], place).error_code \
+        is ErrorCode.INVALID_GOAL        # wider than the gripper
+    # unreachable
+    far = grasp_from_axis((2.0, 0.0, 0.0), (0, 0, -1))
+    assert planner.plan(q0, [GraspCandidate(far, 0.05)], place).error_code \
+        is ErrorCode.UNREACHABLE
+    # grasp inside the table: every IK solution collides
+    inside = table_grasp(cell, 2, height=-0.015)
+    code = planner.plan(q0, [GraspCandidate(inside, 0.05)], place).error_code
+    assert code is ErrorCode.GOAL_IN_COLLISION
+    # start outside the limits / in collision
+    bad = q0.copy()
+    bad[robot.joint_index('right_elbow')] = 0.3
+    assert planner.plan(bad, ok, place).error_code is ErrorCode.START_OUT_OF_LIMITS
+    collide = q0.copy()
+    collide[robot.joint_index('left_shoulder_roll')] = 0.6    # left hand into the cabinet
+    plan = planner.plan(collide, ok, place)
+    assert plan.error_code is ErrorCode.START_IN_COLLISION and 'xray' in plan.message
+    assert not plan.segments
+
+
+def test_goal_fields_are_validated():
+    frames = FrameResolver('base_link', 'world', np.eye(4))
+    good = ([0.3, 0.0, 0.0], [0, 0.7071068, 0, 0.7071068], 'base_link', [0, 0, -1], 0.05, 1.0)
+    [cand] = grasp_candidates_from_fields([good], frames)
+    np.testing.assert_allclose(cand.pose[:3, 0], [0, 0, -1], atol=1e-6)
+    bad_cases = {
+        'normalised': ([0.3, 0, 0], [0, 0, 0, 2.0], 'base_link', [0, 0, 0], 0.05, 1.0),
+        'finite': ([np.nan, 0, 0], [0, 0, 0, 1.0], 'base_link', [0, 0, 0], 0.05, 1.0),
+        'frame': ([0.3, 0, 0], [0, 0, 0, 1.0], 'head_camera_optical_frame', [0, 0, 0], 0.05,
+                  1.0),
+        'differs': ([0.3, 0, 0], [0, 0, 0, 1.0], 'base_link', [0, 0, -1], 0.05, 1.0),
+        'opening': ([0.3, 0, 0], [0, 0, 0, 1.0], 'base_link', [0, 0, 0], -0.01, 1.0),
+    }
+    for reason, fields in bad_cases.items():
+        with pytest.raises(InvalidGoalError, match=reason):
+            grasp_candidates_from_fields([fields], frames)
+    world = FrameResolver('base_link', 'world', np.array(
+        [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0.92], [0, 0, 0, 1.0]]))
+    pose = place_pose_from_fields([0.3, 0.0, 0.9], [0, 0, 0, 1], 'world', world)
+    assert pose[2, 3] == pytest.approx(-0.02)
+    with pytest.raises(InvalidGoalError, match='frame'):
+        place_pose_from_fields([0.3, 0.0, 0.9], [0, 0, 0, 1], '', world)
