@@ -72,7 +72,7 @@ def test_pipeline_cancel_and_progress():
 def test_inspect_cli_on_a_folder_with_a_corrupt_file(tmp_path, capsys):
     folder = tmp_path / 'radiographs'
     folder.mkdir()
-    defect_img, _ = make_test_radiograph(seed=15, voids=[(128, 128, 12)])
+    defect_img, _ = make_test_radiograph(seed=15, voids=[(100, 120, 12)])
     clean16, _ = make_test_radiograph(seed=16)
     clean8, _ = make_test_radiograph(seed=17, dtype=np.uint8)
     cv2.imwrite(str(folder / 'a_defect.png'), defect_img)

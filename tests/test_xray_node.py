@@ -1,0 +1,142 @@
+"""xray_inspection node as a real process over DDS: verdicts, bad goals, acquire, cancel."""
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from conftest import wait_for
+from test_xray_detector import make_test_radiograph
+
+pytestmark = pytest.mark.ros
+
+
+class Client:
+    """Action client + fake xray/acquire service living in the test's ROS node."""
+
+    def __init__(self, ros_client, acquire_image=None):
+        from humanoid_inspection_interfaces.action import InspectPart
+        from humanoid_inspection_interfaces.msg import InspectionResult
+        from humanoid_inspection_interfaces.srv import AcquireRadiograph
+        from rclpy.action import ActionClient
+        from rclpy.callback_groups import ReentrantCallbackGroup
+        from sensor_msgs.msg import Image
+        from visualization_msgs.msg import MarkerArray
+        self.ros = ros_client
+        node = ros_client.node
+        self.InspectPart = InspectPart
+        self.action = ActionClient(node, InspectPart, 'inspect_part')
+        self.results, self.overlays, self.markers = [], [], []
+        node.create_subscription(InspectionResult, 'inspection/results', self.results.append, 10)
+        node.create_subscription(Image, 'inspection/overlay', self.overlays.append, 10)
+        node.create_subscription(MarkerArray, 'inspection/markers', self.markers.append, 10)
+        self.acquire_image = acquire_image
+        if acquire_image is not None:
+            node.create_service(AcquireRadiograph, 'xray/acquire', self._acquire,
+                                callback_group=ReentrantCallbackGroup())
+        assert self.action.wait_for_server(timeout_sec=30.0), 'inspect_part not served'
+
+    def _acquire(self, request, response):
+        from humanoid_inspection.nodes.conversions import numpy_to_image
+        response.success = True
+        response.radiograph = numpy_to_image(self.acquire_image, 'mono16')
+        response.pixel_pitch_mm = 0.1
+        response.magnification = 1.0
+        response.part_id = request.part_id
+        response.part_family = 'housing'
+        return response
+
+    def send(self, timeout=60.0, cancel_after_s=None, **fields):
+        goal = self.InspectPart.Goal(**fields)
+        feedback = []
+        handle = self.ros.wait_future(self.action.send_goal_async(
+            goal, feedback_callback=lambda m: feedback.append(m.feedback.stage)), 10.0)
+        assert handle.accepted
+        if cancel_after_s is not None:
+            time.sleep(cancel_after_s)
+            self.ros.wait_future(handle.cancel_goal_async(), 10.0)
+        wrapped = self.ros.wait_future(handle.get_result_async(), timeout)
+        return wrapped.status, wrapped.result, feedback
+
+
+def mono16(image):
+    from humanoid_inspection.nodes.conversions import numpy_to_image
+    return numpy_to_image(image, 'mono16')
+
+
+def test_inspect_part_goals(launch_nodes, ros_client):
+    from action_msgs.msg import GoalStatus
+    from humanoid_inspection.nodes.conversions import numpy_to_image
+    stack = launch_nodes(['xray_inspection'], params={'xray_inspection': {
+        'detector': 'classical', 'default_family': 'housing', 'acquire_timeout_s': 20.0}})
+    crack_img, _ = make_test_radiograph(seed=21, cracks=[(60, 120, 110, 150, 2, 3.0)])
+    client = Client(ros_client, acquire_image=crack_img)
+
+    # a mono16 radiograph with a crack -> REJECT with the rule
+    status, result, feedback = client.send(part_id='P-001', radiograph=mono16(crack_img),
+                                           pixel_pitch_mm=0.1, magnification=1.0)
+    assert status == GoalStatus.STATUS_SUCCEEDED and result.success, result.message
+    r = result.result
+    assert r.verdict == 'REJECT' and r.part_id == 'P-001' and r.part_family == 'housing'
+    assert any('crack' in reason and 'not permitted' in reason for reason in r.reasons)
+    assert any(d.kind == 'crack' and d.severity_level == 8 for d in r.defects)
+    assert r.detector == 'classical' and 'detect' in r.stage_names
+    assert len(r.stage_names) == len(r.stage_times_s) and r.total_time_s > 0
+    assert {'validate', 'detect', 'grade'} <= set(feedback)
+    wait_for(lambda: client.results and client.overlays and client.markers, 10.0,
+             what='results, overlay and markers')
+    assert client.results[-1].verdict == 'REJECT'
+    assert client.overlays[-1].encoding == 'rgb8'
+    assert len(client.markers[-1].markers) == 1 + len(r.defects)
+
+    # a clean part as 32FC1 -> ACCEPT
+    clean, _ = make_test_radiograph(seed=22)
+    status, result, _ = client.send(part_id='P-002', radiograph=numpy_to_image(
+        clean.astype(np.float32), '32FC1'), pixel_pitch_mm=0.1, magnification=1.0)
+    assert result.success and result.result.verdict == 'ACCEPT', result.result.reasons
+
+    # unsupported encoding, truncated buffer, bad goal fields -> aborted with the reason
+    rgb = numpy_to_image(np.zeros((32, 32, 3), np.uint8), 'rgb8')
+    status, result, _ = client.send(part_id='P-003', radiograph=rgb)
+    assert status == GoalStatus.STATUS_ABORTED and not result.success
+    assert "unsupported encoding 'rgb8'" in result.message
+    truncated = mono16(clean)
+    truncated.data = bytes(truncated.data)[:-100]
+    _, result, _ = client.send(part_id='P-004', radiograph=truncated)
+    assert not result.success and 'truncated buffer' in result.message
+    _, result, _ = client.send(part_id='', radiograph=mono16(clean))
+    assert not result.success and 'empty part_id' in result.message
+    _, result, _ = client.send(part_id='P-005', radiograph=mono16(clean),
+                               pixel_pitch_mm=math.nan)
+    assert not result.success and 'pixel_pitch_mm' in result.message
+    _, result, _ = client.send(part_id='P-006', radiograph=mono16(clean),
+                               pixel_pitch_mm=-0.1)
+    assert not result.success and 'pixel_pitch_mm' in result.message
+    _, result, _ = client.send(part_id='P-007', radiograph=mono16(clean), part_family='engine')
+    assert not result.success and "unknown part family 'engine'" in result.message
+
+    # acquire=true -> the radiograph comes from xray/acquire (the fake station has a crack)
+    status, result, feedback = client.send(part_id='P-008', acquire=True)
+    assert result.success and result.result.verdict == 'REJECT', result.message
+    assert feedback[0] == 'acquire' and 'acquire' in result.result.stage_names
+    stack.check_alive()
+
+
+def test_cancel_while_waiting_for_the_station(launch_nodes, ros_client):
+    from action_msgs.msg import GoalStatus
+    launch_nodes(['xray_inspection'], params={'xray_inspection': {
+        'detector': 'classical', 'acquire_timeout_s': 30.0}})
+    client = Client(ros_client)                      # no xray/acquire service
+    t0 = time.monotonic()
+    status, result, feedback = client.send(part_id='P-100', acquire=True, cancel_after_s=1.0)
+    assert status == GoalStatus.STATUS_CANCELED
+    assert not result.success and 'cancelled' in result.message
+    assert time.monotonic() - t0 < 15.0 and feedback == ['acquire']
+
+
+def test_bad_detector_parameter_fails_startup(launch_nodes):
+    stack = launch_nodes(['xray_inspection'], params={'xray_inspection': {'detector': 'yolo'}})
+    wait_for(lambda: stack.dead(), 30.0, what='xray_inspection to exit')
+    assert stack.processes[0].popen.returncode == 2
+    assert "unknown detector 'yolo'" in stack.processes[0].log_tail()
