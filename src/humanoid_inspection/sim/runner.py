@@ -73,7 +73,8 @@ class RealTimeRunner:
     def __init__(self, sim, real_time_factor: float = 1.0, camera_rate_hz: float = 15.0,
                  render: bool = True, on_frame: Optional[Callable[[RgbdFrame], None]] = None,
                  camera_kwargs: Optional[dict] = None, batch_steps: int = 5,
-                 max_lag: float = 0.25, on_error: Optional[Callable[[BaseException], None]] = None):
+                 max_lag: float = 0.25,
+                 on_error: Optional[Callable[[BaseException], None]] = None):
         """Set up (nothing runs before start()).
 
         Args:
