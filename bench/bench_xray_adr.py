@@ -1,0 +1,107 @@
+"""Benchmark of the X-ray ADR: latency per radiograph and detection quality, both detectors.
+
+Latency: full pipeline (validate + detect + grade) on simulated 16-bit radiographs of
+1024x1024 and 2048x2048 (median and p95 over --repeats runs, after one warm-up), on this
+machine's CPU threads. Quality: AP50, AP50:95, recall (all, >= 1 mm), false alarms per image
+and part-level escape / false-reject rates on the synthetic held-out set (part seeds from
+100000, never used for training). The classical detector is the baseline of the same run.
+Targets (issue 3) for the default detector: median <= 0.1 s at 2048x2048, AP50 >= 0.90,
+recall >= 0.95 for defects >= 1 mm at <= 0.2 false alarms per image.
+
+    python bench/bench_xray_adr.py [--images 30] [--repeats 5] [--out bench/results/xray_adr.json]
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def latency(detector: str, sizes, repeats: int) -> dict:
+    """Median/p95 seconds of inspect_radiograph per image size."""
+    from humanoid_inspection.xray.phantoms import generate_part
+    from humanoid_inspection.xray.pipeline import inspect_radiograph
+    from humanoid_inspection.xray.simulator import XraySimConfig, simulate_radiograph
+    out = {}
+    for size in sizes:
+        rad = simulate_radiograph(generate_part('housing', 100001, defect_probability=1.0),
+                                  XraySimConfig.for_size(size), seed=1)
+        inspect_radiograph(rad.image, rad.pixel_pitch_mm, rad.magnification, 'housing',
+                           detector=detector)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            inspect_radiograph(rad.image, rad.pixel_pitch_mm, rad.magnification, 'housing',
+                               detector=detector)
+            times.append(time.perf_counter() - t)
+        out[f'{size}x{size}'] = {'median_s': float(np.median(times)),
+                                 'p95_s': float(np.percentile(times, 95)), 'runs': repeats}
+        print(f'  {detector:9s} {size}x{size}: median {np.median(times) * 1000:7.1f} ms  '
+              f'p95 {np.percentile(times, 95) * 1000:7.1f} ms', flush=True)
+    return out
+
+
+def main(argv=None) -> int:
+    """Run the benchmark; print the figures and write the JSON."""
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--images', type=int, default=30, help='held-out radiographs (1024 px)')
+    ap.add_argument('--repeats', type=int, default=5)
+    ap.add_argument('--detectors', default='classical,cnn')
+    ap.add_argument('--out', default=str(Path(__file__).parent / 'results' / 'xray_adr.json'))
+    args = ap.parse_args(argv)
+    from humanoid_inspection.xray.detector import DEFAULT_DETECTOR
+    from humanoid_inspection.xray.evaluate_cli import (
+        HELD_OUT_SEED_BASE, evaluate, synthetic_items)
+    names = [d.strip() for d in args.detectors.split(',') if d.strip()]
+    print(f'simulating {args.images} held-out radiographs ...', flush=True)
+    items = list(synthetic_items(args.images, HELD_OUT_SEED_BASE, 1024))
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            print(f'{name}:', flush=True)
+            lat = latency(name, (1024, 2048), args.repeats)
+            q = evaluate(items, name, 0.5, Path(tmp), grade_parts=True, n_crops=0,
+                         progress=False)
+            op = q['operating_point_iou50']
+            results[name] = {
+                'latency': lat, 'ap50': q['ap50'], 'ap50_95': q['ap50_95'],
+                'recall': op['recall'], 'recall_ge_1mm': op['recall_ge_1mm'],
+                'false_alarms_per_image': op['false_alarms_per_image'],
+                'recall_by_kind': op['recall_by_kind'], 'recall_by_size': op['recall_by_size'],
+                'part_level': q['part_level']}
+            print(f'  AP50 {q["ap50"]:.3f}  AP50:95 {q["ap50_95"]:.3f}  recall {op["recall"]:.3f}'
+                  f'  recall>=1mm {op["recall_ge_1mm"]:.3f}  FA/img '
+                  f'{op["false_alarms_per_image"]:.2f}  escape '
+                  f'{q["part_level"]["escape_rate"]:.3f}  false-reject '
+                  f'{q["part_level"]["false_reject_rate"]:.3f}', flush=True)
+    default = results.get(DEFAULT_DETECTOR, {})
+    targets = {}
+    if default:
+        targets = {
+            'median_2048_le_0.1s': default['latency']['2048x2048']['median_s'] <= 0.1,
+            'ap50_ge_0.90': default['ap50'] >= 0.90,
+            'recall_ge_1mm_ge_0.95': default['recall_ge_1mm'] >= 0.95,
+            'false_alarms_le_0.2': default['false_alarms_per_image'] <= 0.2}
+        print(f'default detector {DEFAULT_DETECTOR}: targets {targets}')
+    report = {'benchmark': 'xray_adr', 'default_detector': DEFAULT_DETECTOR,
+              'held_out': {'images': args.images, 'seed_base': HELD_OUT_SEED_BASE,
+                           'size_px': 1024, 'min_score': 0.5},
+              'machine': {'cpu_count': os.cpu_count(), 'platform': platform.platform(),
+                          'python': sys.version.split()[0]},
+              'results': results, 'targets_met': targets}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f'wrote {out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
