@@ -36,7 +36,7 @@ def test_runner_steps_renders_and_calls_back():
     assert runner.intrinsics.width == 640
 
 
-def test_free_running_without_rendering_is_faster_than_real_time():
+def test_free_running_without_rendering():
     sim = load_simulation(num_parts=0)
     runner = RealTimeRunner(sim, real_time_factor=0.0, render=False)
     runner.start()
