@@ -63,8 +63,8 @@ def run_case(name: str, seconds: float, rtf: float, render: bool, camera_rate: f
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         time.sleep(0.2)
-        print(f'  {name}: {runner.stats.wall_time:5.1f} s wall, sim {runner.stats.sim_time:6.1f} s',
-              end='\r', flush=True)
+        print(f'  {name}: {runner.stats.wall_time:5.1f} s wall, '
+              f'sim {runner.stats.sim_time:6.1f} s', end='\r', flush=True)
     runner.stop()
     print(' ' * 70, end='\r')
     stats = runner.stats.as_dict()
