@@ -113,6 +113,8 @@ def test_plan_only_bad_goals_estop_and_execution(launch_nodes, ros_client):
     try:
         srv = node.create_client(PlanPickPlace, 'plan_only')
         assert srv.wait_for_service(timeout_sec=30.0), 'plan_only not served'
+        wait_for(lambda: states.pub.get_subscription_count() > 0, 10.0, what='subscriber')
+        time.sleep(0.3)     # a few joint_states reach the node
         # 1. plan_only: a full plan, nothing published
         resp = ros_client.wait_future(srv.call_async(table_request(PlanPickPlace.Request)), 30.0)
         stack.check_alive()
@@ -187,6 +189,9 @@ def test_cancel_sends_a_hold(launch_nodes, ros_client):
         node.create_subscription(JointTrajectory, f'{side}_arm_controller/joint_trajectory',
                                  lambda m: received.append(m), 10)
     try:
+        send_goal(ros_client, PickPlace.Goal())     # waits for the server; empty -> INVALID
+        wait_for(lambda: states.pub.get_subscription_count() > 0, 10.0, what='subscriber')
+        time.sleep(0.3)
         handle, result = send_goal(ros_client, table_request(PickPlace.Goal))
         wait_for(lambda: received, 30.0, what='first trajectory')
         ros_client.wait_future(handle.cancel_goal_async(), 10.0)

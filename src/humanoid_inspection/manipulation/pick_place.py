@@ -518,6 +518,13 @@ class PickPlacePlanner:
                     group).random_configuration(self.planner.rng))
             try:
                 q_target = self._ik(group, seed, target, allowed, what)
+            except _Failure as exc:
+                # IK already restarted from random seeds: another seed will not do better.
+                if failure is None or _FAILURE_RANK.get(exc.code, 0) > _FAILURE_RANK.get(
+                        failure.code, 0):
+                    failure = exc
+                break
+            try:
                 return q_target, self._cartesian(group, q_target, line_target, allowed, what)
             except _Failure as exc:
                 if failure is None or _FAILURE_RANK.get(exc.code, 0) > _FAILURE_RANK.get(

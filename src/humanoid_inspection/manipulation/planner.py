@@ -33,6 +33,9 @@ from humanoid_inspection.manipulation.time_parameterization import (TimedTraject
                                                                     time_parameterize)
 
 
+_OMPL_SEEDED = False
+
+
 class PlanStatus(enum.Enum):
     """Outcome of a planning query."""
 
@@ -113,8 +116,11 @@ class MotionPlanner:
             raise ValueError(f"simplify must be 'none', 'reduce' or 'full', got {simplify!r}")
         self.simplify = simplify
         self.rng = np.random.default_rng(seed)
-        if seed is not None:
+        global _OMPL_SEEDED
+        if seed is not None and not _OMPL_SEEDED:
+            # OMPL accepts one seed per process (later calls only print an error).
             ou.RNG.setSeed(int(seed) + 1)
+            _OMPL_SEEDED = True
         self._ik = {}
 
     def ik_solver(self, group: PlanningGroup) -> IKSolver:

@@ -28,6 +28,8 @@ import numpy as np
 
 _LOG = logging.getLogger(__name__)
 
+_CONSTRAINTS: dict = {}
+
 # A spline overshooting a position limit by at most this much (rad or m) is clipped to it;
 # more selects the fallback.
 POSITION_CLIP_TOLERANCE = 2e-3
@@ -213,9 +215,14 @@ def _toppra_trajectory(path, max_velocity, max_acceleration, grid_points):
     logging.getLogger('toppra').setLevel(logging.WARNING)
     ss = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))])
     spline = toppra.SplineInterpolator(ss, path, bc_type='not-a-knot')
-    pc_v = constraint.JointVelocityConstraint(np.vstack([-max_velocity, max_velocity]).T)
-    pc_a = constraint.JointAccelerationConstraint(
-        np.vstack([-max_acceleration, max_acceleration]).T)
+    key = (tuple(max_velocity), tuple(max_acceleration))
+    constraints = _CONSTRAINTS.get(key)
+    if constraints is None:    # building them formats their arrays into log strings: cache
+        constraints = _CONSTRAINTS[key] = (
+            constraint.JointVelocityConstraint(np.vstack([-max_velocity, max_velocity]).T),
+            constraint.JointAccelerationConstraint(
+                np.vstack([-max_acceleration, max_acceleration]).T))
+    pc_v, pc_a = constraints
     grid = np.linspace(0.0, ss[-1], max(grid_points, 2))
     inst = algo.TOPPRA([pc_v, pc_a], spline, gridpoints=grid,
                        parametrizer='ParametrizeConstAccel')
@@ -225,7 +232,7 @@ def _toppra_trajectory(path, max_velocity, max_acceleration, grid_points):
 def time_parameterize(path: np.ndarray, joint_names: Sequence[str], lower: np.ndarray,
                       upper: np.ndarray, max_velocity: np.ndarray,
                       max_acceleration: np.ndarray, sample_dt: float = 0.02,
-                      check_dt: float = 0.002,
+                      check_dt: float = 0.004,
                       validate: Optional[Callable[[np.ndarray], bool]] = None,
                       method: str = 'toppra') -> TimedTrajectory:
     """Time a joint-space path so that it is inside every limit at every sample.

@@ -1,0 +1,192 @@
+"""Benchmark of the manipulation stack: IK and pick-and-place planning in the cell.
+
+IK: random reachable targets (forward kinematics of uniformly random configurations inside the
+limits), spread over the four planning groups, solved from the standing pose by the project's
+solver (LM + restarts) and by a plain damped-least-squares baseline in the same run.
+
+Planning: seeded pick-and-place queries in the cell of config/cell.yaml: a part in a random
+table slot (+-2 cm), grasped from above with a random rotation about the vertical, placed at a
+random destination (X-ray fixture, accept bin, reject bin, review tray); full plan (IK, OMPL,
+Cartesian segments, TOPP-RA) from the ready pose. Baseline in the same run: the same planner
+with OMPL's full path simplification (MoveIt's default behaviour) on the first queries.
+
+    python bench/bench_manipulation.py            # prints a table, writes the JSON
+    python bench/bench_manipulation.py --ik-targets 200 --queries 20 --baseline-queries 5
+
+Output: bench/results/manipulation.json (created if missing).
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'src'))
+
+from humanoid_inspection.cell_geometry import load_cell  # noqa: E402
+from humanoid_inspection.manipulation.collision import CollisionChecker  # noqa: E402
+from humanoid_inspection.manipulation.ik import IKSolver, solve_dls_baseline  # noqa: E402
+from humanoid_inspection.manipulation.pick_place import (  # noqa: E402
+    GraspCandidate, PickPlaceConfig, PickPlacePlanner, grasp_from_axis)
+from humanoid_inspection.manipulation.robot_model import RobotModel  # noqa: E402
+from humanoid_inspection.manipulation.scene import obstacles_from_cell  # noqa: E402
+
+DESTINATIONS = ('fixture', 'accept_bin', 'reject_bin', 'review')
+
+
+def ready_configuration(robot: RobotModel) -> np.ndarray:
+    """Standing pose with the arms 0.1 rad closer to the body (see docs/manipulation.md)."""
+    q = robot.reference_configuration()
+    q[robot.joint_index('left_shoulder_roll')] = 0.1
+    q[robot.joint_index('right_shoulder_roll')] = -0.1
+    return q
+
+
+def stats(values) -> dict:
+    """Median / p95 / mean / max of a list (ms if given seconds x 1e3 by the caller)."""
+    a = np.asarray(values, dtype=float)
+    if not len(a):
+        return {'median': None, 'p95': None, 'mean': None, 'max': None}
+    return {'median': float(np.median(a)), 'p95': float(np.percentile(a, 95)),
+            'mean': float(a.mean()), 'max': float(a.max())}
+
+
+def bench_ik(robot: RobotModel, n_targets: int, seed: int) -> dict:
+    """IK timing/success of the solver and the DLS baseline on the same targets."""
+    rng = np.random.default_rng(seed)
+    q0 = robot.reference_configuration()
+    groups = sorted(robot.groups)
+    out = {'targets': n_targets, 'seed_configuration': 'standing pose', 'groups': groups}
+    rows = {'lm_restarts': ([], []), 'dls_baseline': ([], [])}
+    per_group = {g: {'lm_ok': 0, 'dls_ok': 0, 'n': 0} for g in groups}
+    solvers = {g: IKSolver(robot, g) for g in groups}
+    for k in tqdm(range(n_targets), desc='IK targets', unit='target'):
+        name = groups[k % len(groups)]
+        group = robot.group(name)
+        q = robot.with_group(q0, group, rng.uniform(group.lower, group.upper))
+        target = robot.frame_pose(q, group.tip_frame)
+        res = solvers[name].solve(target, q0)
+        rows['lm_restarts'][0].append(res.time_s * 1e3)
+        rows['lm_restarts'][1].append(res.success)
+        base = solve_dls_baseline(robot, group, target, q0)
+        rows['dls_baseline'][0].append(base.time_s * 1e3)
+        rows['dls_baseline'][1].append(base.success)
+        per_group[name]['n'] += 1
+        per_group[name]['lm_ok'] += int(res.success)
+        per_group[name]['dls_ok'] += int(base.success)
+    for method, (times, ok) in rows.items():
+        out[method] = {'time_ms': stats(times), 'success_rate': float(np.mean(ok))}
+    out['per_group'] = per_group
+    return out
+
+
+def make_queries(cell, n: int, seed: int) -> list:
+    """Seeded (grasp pose, place pose, description) queries in base_link."""
+    rng = np.random.default_rng(seed)
+    queries = []
+    for _ in range(n):
+        slot = int(rng.integers(len(cell.table.part_slots)))
+        x, y = np.asarray(cell.table.part_slots[slot]) + rng.uniform(-0.02, 0.02, 2)
+        height = float(rng.uniform(0.02, 0.04))      # grasp point above the table top
+        yaw = float(rng.uniform(-np.pi / 2, np.pi / 2))
+        closing = (np.cos(yaw), np.sin(yaw), 0.0)
+        grasp = grasp_from_axis(cell.world_to_base((x, y, cell.table.top_z + height)),
+                                (0, 0, -1), closing)
+        dest = DESTINATIONS[int(rng.integers(len(DESTINATIONS)))]
+        if dest == 'fixture':
+            xyz = cell.xray_cabinet.fixture.pose.xyz
+            rise = height + 0.01
+        elif dest == 'review':
+            xyz = cell.review.pose.xyz
+            rise = height + 0.01
+        else:
+            b = cell.accept_bin if dest == 'accept_bin' else cell.reject_bin
+            xyz = b.pose.xyz
+            rise = height + b.wall_height + 0.05
+        place = grasp.copy()
+        place[:3, 3] = cell.world_to_base((xyz[0], xyz[1], xyz[2] + rise))
+        queries.append((grasp, place, f'slot {slot} -> {dest}'))
+    return queries
+
+
+def bench_planning(robot, cell, queries, simplify: str, desc: str) -> dict:
+    """Plan every query; timing, success, trajectory duration, error codes."""
+    obstacles = obstacles_from_cell(cell)
+    checker = CollisionChecker(robot, obstacles)
+    planner = PickPlacePlanner(robot, checker, obstacles,
+                               PickPlaceConfig(max_opening_m=cell.gripper.max_opening_m), seed=0)
+    planner.planner.simplify = simplify
+    q0 = ready_configuration(robot)
+    times, durations, codes, groups = [], [], Counter(), Counter()
+    for grasp, place, _ in tqdm(queries, desc=desc, unit='query'):
+        plan = planner.plan(q0, [GraspCandidate(grasp, 0.05)], place)
+        times.append(plan.planning_time_s * 1e3)
+        codes[plan.error_code.name] += 1
+        if plan.success:
+            durations.append(plan.duration)
+            groups[plan.group] += 1
+    return {'queries': len(queries), 'simplify': simplify,
+            'planning_time_ms': stats(times),
+            'success_rate': codes.get('SUCCESS', 0) / max(1, len(queries)),
+            'trajectory_duration_s': stats(durations),
+            'error_codes': dict(codes), 'groups_used': dict(groups)}
+
+
+def main(argv=None) -> int:
+    """Run the benchmark; print a summary and write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--ik-targets', type=int, default=1000)
+    parser.add_argument('--queries', type=int, default=100)
+    parser.add_argument('--baseline-queries', type=int, default=30)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--out', type=Path, default=ROOT / 'bench' / 'results' /
+                        'manipulation.json')
+    args = parser.parse_args(argv)
+
+    t0 = time.perf_counter()
+    robot = RobotModel.from_project()
+    cell = load_cell()
+    result = {
+        'machine': {'cpus': os.cpu_count(), 'python': platform.python_version(),
+                    'platform': platform.platform()},
+        'command': 'python bench/bench_manipulation.py ' + ' '.join(argv or sys.argv[1:]),
+        'targets': {'ik_median_ms': 1.0, 'ik_success_rate': 0.995,
+                    'planning_median_ms': 100.0},
+    }
+    result['ik'] = bench_ik(robot, args.ik_targets, args.seed)
+    queries = make_queries(cell, args.queries, args.seed)
+    result['planning'] = bench_planning(robot, cell, queries, 'reduce', 'pick/place')
+    result['planning_baseline_full_simplify'] = bench_planning(
+        robot, cell, queries[:args.baseline_queries], 'full', 'baseline (full simplify)')
+    result['wall_time_s'] = time.perf_counter() - t0
+
+    ik, pl, bl = result['ik'], result['planning'], result['planning_baseline_full_simplify']
+    print(f"\nIK on {ik['targets']} random reachable targets ({', '.join(ik['groups'])}):")
+    for method in ('lm_restarts', 'dls_baseline'):
+        r = ik[method]
+        print(f"  {method:13s} median {r['time_ms']['median']:.3f} ms  p95 "
+              f"{r['time_ms']['p95']:.3f} ms  success {100 * r['success_rate']:.1f} %")
+    for name, r in (('planner', pl), ('baseline', bl)):
+        d = r['trajectory_duration_s']
+        print(f"pick/place {name:8s} ({r['queries']} queries, simplify={r['simplify']}): "
+              f"median {r['planning_time_ms']['median']:.0f} ms  p95 "
+              f"{r['planning_time_ms']['p95']:.0f} ms  success "
+              f"{100 * r['success_rate']:.0f} %  trajectory median "
+              f"{d['median'] if d['median'] is None else round(d['median'], 2)} s  "
+              f"codes {r['error_codes']}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f'wrote {args.out}')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
