@@ -81,7 +81,7 @@ def test_hand_in_the_table_collides(robot, checker, cell):
     group = robot.group('right_arm')
     x, y = cell.table.part_slots[2]
     target = grasp_from_axis(cell.world_to_base((x, y, cell.table.top_z - 0.01)), (0, 0, -1))
-    res = IKSolver(robot, group).solve(target, ready(robot))
+    res = IKSolver(robot, group).solve(target, ready(robot), timeout_s=1.0)
     assert res.success, res.message
     pairs = checker.colliding_pairs(res.q_full)
     assert any('table' in p for p in pairs), pairs
@@ -95,7 +95,7 @@ def test_carried_part_collides_where_the_hand_does_not(robot, checker, cell):
     # tcp 6 cm above the table: the hand is free, a 16 cm long part (along the approach axis,
     # pointing down) goes through the table top
     target = grasp_from_axis(cell.world_to_base((x, y, cell.table.top_z + 0.06)), (0, 0, -1))
-    res = IKSolver(robot, group).solve(target, ready(robot),
+    res = IKSolver(robot, group).solve(target, ready(robot), timeout_s=1.0,
                                        is_valid=lambda q: not checker.in_collision(q))
     assert res.success, res.message
     q = res.q_full

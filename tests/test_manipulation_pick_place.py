@@ -27,7 +27,8 @@ def cell():
 @pytest.fixture(scope='module')
 def planner(robot, cell):
     obstacles = obstacles_from_cell(cell)
-    config = PickPlaceConfig(max_opening_m=cell.gripper.max_opening_m)
+    # generous IK budget: the tests check behaviour, not speed (CI machines may be loaded)
+    config = PickPlaceConfig(max_opening_m=cell.gripper.max_opening_m, ik_timeout_s=0.2)
     return PickPlacePlanner(robot, CollisionChecker(robot, obstacles), obstacles, config, seed=3)
 
 

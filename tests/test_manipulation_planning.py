@@ -50,7 +50,7 @@ def dense_path_is_free(planner, group, q_full, path, step=0.01):
 def above_table_goal(planner, robot, cell, side, slot):
     x, y = cell.table.part_slots[slot]
     target = grasp_from_axis(cell.world_to_base((x, y, cell.table.top_z + 0.15)), (0, 0, -1))
-    res = planner.solve_ik(robot.group(f'{side}_arm'), ready(robot), target)
+    res = planner.solve_ik(robot.group(f'{side}_arm'), ready(robot), target, timeout_s=0.5)
     assert res.success, res.message
     return res
 

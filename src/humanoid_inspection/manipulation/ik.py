@@ -35,6 +35,8 @@ from humanoid_inspection.manipulation.robot_model import PlanningGroup, RobotMod
 
 def _spd_solve(h: np.ndarray, g: np.ndarray) -> np.ndarray:
     """Solve h x = g for a symmetric positive definite h (falls back to a general solve)."""
+    if not len(g):
+        return g
     _, x, info = lapack.dposv(h, g)
     return x if info == 0 else np.linalg.solve(h, g)
 
