@@ -3,8 +3,10 @@
 - :meth:`MotionPlanner.plan_joint`: start/goal checks (limits, collision), then the straight
   joint-space segment if it is collision-free, else OMPL (RRTConnect by default; any planner
   of ``ompl.geometric`` by name) in the group's joint box with the collision checker as state
-  validity, discrete motion checking every ``resolution`` rad, and OMPL's path simplifier on
-  the result (vertex reduction by default; the full shortcut + smoothing on request).
+  validity, discrete motion checking every ``resolution x coarse_factor`` rad while exploring,
+  OMPL's path simplifier on the result (vertex reduction by default; the full shortcut +
+  smoothing on request), then the final path re-checked every ``resolution`` rad (replanned at
+  the fine resolution if that fails).
 - :meth:`MotionPlanner.plan_to_pose`: collision-aware IK (goal state), then plan_joint.
 - :meth:`MotionPlanner.cartesian_path`: a straight tool line (position lerp + rotation slerp)
   cut every ``step`` m / ``rotation_step`` rad, IK at each cut seeded by the previous solution
@@ -96,12 +98,14 @@ class MotionPlanner:
         simplify_time_s: time given to OMPL's full path simplifier (simplify='full').
         simplify: 'reduce' (OMPL's vertex reduction, default), 'full' (OMPL's simplify():
             shortcutting + smoothing), or 'none'.
+        coarse_factor: OMPL explores with motion checks every resolution x coarse_factor;
+            the result is validated at resolution (and replanned at it if that fails).
         seed: seed of OMPL's and the IK restarts' random generators (None = nondeterministic).
     """
 
     def __init__(self, robot: RobotModel, checker: CollisionChecker, resolution: float = 0.03,
                  planner: str = 'RRTConnect', simplify_time_s: float = 0.02,
-                 seed: Optional[int] = 0, simplify: str = 'reduce'):
+                 seed: Optional[int] = 0, simplify: str = 'reduce', coarse_factor: float = 2.0):
         from ompl import geometric as og
         from ompl import util as ou
         ou.setLogLevel(ou.LogLevel.LOG_WARN)
@@ -115,6 +119,7 @@ class MotionPlanner:
         if simplify not in ('none', 'reduce', 'full'):
             raise ValueError(f"simplify must be 'none', 'reduce' or 'full', got {simplify!r}")
         self.simplify = simplify
+        self.coarse_factor = max(1.0, float(coarse_factor))
         self.rng = np.random.default_rng(seed)
         global _OMPL_SEEDED
         if seed is not None and not _OMPL_SEEDED:
@@ -206,7 +211,14 @@ class MotionPlanner:
         if self.motion_valid(ctx, q_start_full, group, qa, q_goal):
             return PathResult(PlanStatus.SUCCESS, np.vstack([qa, q_goal]), 'direct',
                               time.perf_counter() - t0, 1.0, 'direct')
-        path = self._ompl(group, ctx, q_start_full, qa, q_goal, timeout_s)
+        # Explore at a coarse motion resolution (fewer checks), then validate the final path
+        # at the fine one; a path that fails it is planned again at the fine resolution.
+        path = self._ompl(group, ctx, q_start_full, qa, q_goal, timeout_s,
+                          self.resolution * self.coarse_factor)
+        if path is not None and self.coarse_factor > 1 and not self.path_valid(
+                ctx, q_start_full, group, path):
+            remaining = max(0.01, timeout_s - (time.perf_counter() - t0))
+            path = self._ompl(group, ctx, q_start_full, qa, q_goal, remaining, self.resolution)
         elapsed = time.perf_counter() - t0
         if path is None:
             return PathResult(PlanStatus.PLANNING_FAILED, None,
@@ -215,7 +227,7 @@ class MotionPlanner:
         return PathResult(PlanStatus.SUCCESS, path, f'{self.planner_name}, {len(path)} waypoints',
                           elapsed, 1.0, self.planner_name)
 
-    def _ompl(self, group, ctx, q_full, qa, qb, timeout_s) -> Optional[np.ndarray]:
+    def _ompl(self, group, ctx, q_full, qa, qb, timeout_s, resolution) -> Optional[np.ndarray]:
         from ompl import base as ob
         from ompl import geometric as og
         n = group.dof
@@ -236,8 +248,7 @@ class MotionPlanner:
 
         ss.setStateValidityChecker(valid)
         si = ss.getSpaceInformation()
-        si.setStateValidityCheckingResolution(
-            min(0.5, self.resolution / space.getMaximumExtent()))
+        si.setStateValidityCheckingResolution(min(0.5, resolution / space.getMaximumExtent()))
         start = space.allocState()
         goal = space.allocState()
         for i in rng_n:
