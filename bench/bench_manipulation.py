@@ -7,8 +7,9 @@ solver (LM + restarts) and by a plain damped-least-squares baseline in the same 
 Planning: seeded pick-and-place queries in the cell of config/cell.yaml: a part in a random
 table slot (+-2 cm), grasped from above with a random rotation about the vertical, placed at a
 random destination (X-ray fixture, accept bin, reject bin, review tray); full plan (IK, OMPL,
-Cartesian segments, TOPP-RA) from the ready pose. Baseline in the same run: the same planner
-with OMPL's full path simplification (MoveIt's default behaviour) on the first queries.
+Cartesian segments, TOPP-RA) from the ready pose. Baseline in the same run, interleaved query
+by query (same machine load): the same pipeline with OMPL's full path simplification and
+fine-resolution exploration (MoveIt's default behaviour) on the first queries.
 
     python bench/bench_manipulation.py            # prints a table, writes the JSON
     python bench/bench_manipulation.py --ik-targets 200 --queries 20 --baseline-queries 5
@@ -117,27 +118,47 @@ def make_queries(cell, n: int, seed: int) -> list:
     return queries
 
 
-def bench_planning(robot, cell, queries, simplify: str, desc: str) -> dict:
-    """Plan every query; timing, success, trajectory duration, error codes."""
+def make_planner(robot, cell, simplify: str, coarse_factor: float) -> PickPlacePlanner:
+    """A PickPlacePlanner for the cell with the given OMPL simplification."""
     obstacles = obstacles_from_cell(cell)
     checker = CollisionChecker(robot, obstacles)
     planner = PickPlacePlanner(robot, checker, obstacles,
                                PickPlaceConfig(max_opening_m=cell.gripper.max_opening_m), seed=0)
     planner.planner.simplify = simplify
+    planner.planner.coarse_factor = coarse_factor
+    return planner
+
+
+def summarize(name: str, runs: list) -> dict:
+    """Timing, success, trajectory duration, error codes of a list of (plan, ms)."""
+    codes = Counter(p.error_code.name for p, _ in runs)
+    return {'name': name, 'queries': len(runs),
+            'planning_time_ms': stats([ms for _, ms in runs]),
+            'success_rate': codes.get('SUCCESS', 0) / max(1, len(runs)),
+            'trajectory_duration_s': stats([p.duration for p, _ in runs if p.success]),
+            'error_codes': dict(codes),
+            'groups_used': dict(Counter(p.group for p, _ in runs if p.success))}
+
+
+def bench_planning(robot, cell, queries, n_baseline: int) -> dict:
+    """Plan every query; the baseline plans the first n_baseline, interleaved (same load)."""
+    ours = make_planner(robot, cell, 'reduce', 2.0)
+    base = make_planner(robot, cell, 'full', 1.0)
     q0 = ready_configuration(robot)
-    times, durations, codes, groups = [], [], Counter(), Counter()
-    for grasp, place, _ in tqdm(queries, desc=desc, unit='query'):
-        plan = planner.plan(q0, [GraspCandidate(grasp, 0.05)], place)
-        times.append(plan.planning_time_s * 1e3)
-        codes[plan.error_code.name] += 1
-        if plan.success:
-            durations.append(plan.duration)
-            groups[plan.group] += 1
-    return {'queries': len(queries), 'simplify': simplify,
-            'planning_time_ms': stats(times),
-            'success_rate': codes.get('SUCCESS', 0) / max(1, len(queries)),
-            'trajectory_duration_s': stats(durations),
-            'error_codes': dict(codes), 'groups_used': dict(groups)}
+    runs, base_runs = [], []
+    for k, (grasp, place, _) in enumerate(tqdm(queries, desc='pick/place', unit='query')):
+        plan = ours.plan(q0, [GraspCandidate(grasp, 0.05)], place)
+        runs.append((plan, plan.planning_time_s * 1e3))
+        if k < n_baseline:
+            plan = base.plan(q0, [GraspCandidate(grasp, 0.05)], place)
+            base_runs.append((plan, plan.planning_time_s * 1e3))
+    return {
+        'planner': summarize('RRTConnect + vertex reduction, coarse-then-fine checks', runs),
+        'planner_on_baseline_queries': summarize('same, first queries only',
+                                                 runs[:n_baseline]),
+        'baseline': summarize('RRTConnect + OMPL full simplify, fine checks (MoveIt-like)',
+                              base_runs),
+    }
 
 
 def main(argv=None) -> int:
@@ -163,25 +184,25 @@ def main(argv=None) -> int:
     }
     result['ik'] = bench_ik(robot, args.ik_targets, args.seed)
     queries = make_queries(cell, args.queries, args.seed)
-    result['planning'] = bench_planning(robot, cell, queries, 'reduce', 'pick/place')
-    result['planning_baseline_full_simplify'] = bench_planning(
-        robot, cell, queries[:args.baseline_queries], 'full', 'baseline (full simplify)')
+    result['planning'] = bench_planning(robot, cell, queries, args.baseline_queries)
     result['wall_time_s'] = time.perf_counter() - t0
+    result['load_average_after'] = os.getloadavg()
 
-    ik, pl, bl = result['ik'], result['planning'], result['planning_baseline_full_simplify']
+    ik = result['ik']
     print(f"\nIK on {ik['targets']} random reachable targets ({', '.join(ik['groups'])}):")
     for method in ('lm_restarts', 'dls_baseline'):
         r = ik[method]
         print(f"  {method:13s} median {r['time_ms']['median']:.3f} ms  p95 "
               f"{r['time_ms']['p95']:.3f} ms  success {100 * r['success_rate']:.1f} %")
-    for name, r in (('planner', pl), ('baseline', bl)):
+    for key, r in result['planning'].items():
         d = r['trajectory_duration_s']
-        print(f"pick/place {name:8s} ({r['queries']} queries, simplify={r['simplify']}): "
+        print(f"pick/place {key} ({r['queries']} queries): "
               f"median {r['planning_time_ms']['median']:.0f} ms  p95 "
               f"{r['planning_time_ms']['p95']:.0f} ms  success "
               f"{100 * r['success_rate']:.0f} %  trajectory median "
               f"{d['median'] if d['median'] is None else round(d['median'], 2)} s  "
               f"codes {r['error_codes']}")
+    print(f'load average after the run: {result["load_average_after"]}')
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f'wrote {args.out}')
