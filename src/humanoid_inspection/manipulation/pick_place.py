@@ -545,9 +545,10 @@ class PickPlacePlanner:
         allow_pick_part = self._allowed(side, grasp[:3, 3], True)
         allow_place_part = self._allowed(side, place[:3, 3], True)
         allow_place = self._allowed(side, place[:3, 3], False)
-        up = np.eye(4)
 
-        # --- pick: grasp IK, approach line (planned backwards), joint plan to the pre-grasp.
+        # Cheap checks first (IK and straight lines: approach, lift, place, retreat), so a group
+        # that cannot reach the place fails before any OMPL planning; then the two joint plans.
+        # --- approach (planned backwards from the grasp IK).
         self.checker.detach(side)
         q0_open = self._with_fingers(q0, side, f_open)
         pre = grasp.copy()
@@ -555,17 +556,12 @@ class PickPlacePlanner:
         _, back = self._ik_and_line(group, q0_open, grasp, pre, allow_pick, 'approach')
         approach_path = back[::-1]
         q_pre = robot.with_group(q0_open, group, approach_path[0])
-        timeout = min(cfg.joint_plan_timeout_s, max(0.01, deadline - time.perf_counter()))
-        pre_path = self._check(self.planner.plan_joint(group, q0_open, approach_path[0], (),
-                                                       timeout), 'pre_grasp')
-        # --- carry: part attached, fingers on the part.
+        # --- lift and place with the part attached, fingers on the part.
+        q_held = self._with_fingers(robot.with_group(q0, group, approach_path[-1]), side, f_held)
         try:
             self.checker.attach(side, part)
-            q_held = self._with_fingers(robot.with_group(q0, group, approach_path[-1]), side,
-                                        f_held)
             lift_pose = grasp.copy()
-            up[:3, 3] = [0.0, 0.0, cfg.lift_height_m]
-            lift_pose[:3, 3] += up[:3, 3]
+            lift_pose[2, 3] += cfg.lift_height_m
             lift_path = self._cartesian(group, q_held, lift_pose, allow_pick_part, 'lift')
             q_lift = robot.with_group(q_held, group, lift_path[-1])
             pre_place = place.copy()
@@ -573,20 +569,10 @@ class PickPlacePlanner:
             _, down_rev = self._ik_and_line(group, q_lift, place, pre_place, allow_place_part,
                                             'place')
             place_path = down_rev[::-1]
-            timeout = min(cfg.joint_plan_timeout_s, max(0.01, deadline - time.perf_counter()))
-            transfer_path = self._check(self.planner.plan_joint(
-                group, q_lift, place_path[0], (), timeout), 'transfer')
             q_pre_place = robot.with_group(q_lift, group, place_path[0])
-            segs_carry = [
-                ('lift', lift_path, q_held, allow_pick_part),
-                ('transfer', transfer_path, q_lift, ()),
-                ('place', place_path, q_pre_place, allow_place_part),
-            ]
-            timed_carry = [(name, self._time(group, path, qf, allowed))
-                           for name, path, qf, allowed in segs_carry]
         finally:
             self.checker.detach(side)
-        # --- release and retreat.
+        # --- retreat after release.
         q_released = self._with_fingers(robot.with_group(q0, group, place_path[-1]), side,
                                         f_open)
         retreat_pose = place.copy()
@@ -599,6 +585,24 @@ class PickPlacePlanner:
             retreat_pose[2, 3] += cfg.retreat_distance_m
             retreat_path = self._cartesian(group, q_released, retreat_pose, allow_place,
                                            'retreat (up)')
+        # --- joint-space plans: start -> pre-grasp, lift -> pre-place (part attached).
+        timeout = min(cfg.joint_plan_timeout_s, max(0.01, deadline - time.perf_counter()))
+        pre_path = self._check(self.planner.plan_joint(group, q0_open, approach_path[0], (),
+                                                       timeout), 'pre_grasp')
+        try:
+            self.checker.attach(side, part)
+            timeout = min(cfg.joint_plan_timeout_s, max(0.01, deadline - time.perf_counter()))
+            transfer_path = self._check(self.planner.plan_joint(
+                group, q_lift, place_path[0], (), timeout), 'transfer')
+            segs_carry = [
+                ('lift', lift_path, q_held, allow_pick_part),
+                ('transfer', transfer_path, q_lift, ()),
+                ('place', place_path, q_pre_place, allow_place_part),
+            ]
+            timed_carry = [(name, self._time(group, path, qf, allowed))
+                           for name, path, qf, allowed in segs_carry]
+        finally:
+            self.checker.detach(side)
 
         pre_traj = self._with_parallel_finger(self._time(group, pre_path, q0_open, ()), side,
                                               f_start, f_open)
