@@ -1,15 +1,14 @@
 """Classical ADR: background estimation + difference image + adaptive threshold + blob rules.
 
-What the field has used for decades on casting radiographs, written to run in tens of
-milliseconds on a 2048x2048 16-bit image on two CPU cores:
+What the field has used for decades on casting radiographs (measured figures and its known
+weakness on parts with small designed features: docs/xray_inspection.md):
 
 1. log-intensity L = log(I) (Beer-Lambert: a void or an inclusion adds a roughly constant
    offset to L whatever the wall thickness), lightly smoothed (Gaussian, sigma ~1 px) -> S;
-2. background: grey-level opening (for bright = void indications) and closing (for dark =
-   inclusion indications) of S with a square larger than the largest defect expected, on a
-   down-sampled copy when that square would be large. Opening/closing keep the part's own step
-   edges and remove anything smaller than the square;
-3. difference images S - opening (voids) and closing - S (inclusions), divided by a local noise
+2. background: grey-level opening then closing (alternating filter) of S with a square larger
+   than the largest defect expected, on a down-sampled copy when that square would be large.
+   Opening/closing keep the part's own step edges and remove anything smaller than the square;
+3. difference images S - background (voids) and background - S (inclusions), divided by a noise
    map (RMS of L - S over a window: Poisson noise varies with the thickness, and the map also
    rises on part edges, which suppresses edge residues), then robustly re-scaled to unit noise;
 4. hysteresis threshold (seed at k_seed sigma, grow to k_grow sigma), connected components;
