@@ -106,7 +106,8 @@ class XrayInspectionNode(Node):
         while not self.acquire_client.service_is_ready():
             self._check_cancel(goal_handle)
             if time.monotonic() > deadline:
-                raise InspectionAborted(f'xray/acquire service not available after {timeout:.1f} s')
+                raise InspectionAborted(
+                    f'xray/acquire service not available after {timeout:.1f} s')
             time.sleep(0.05)
         future = self.acquire_client.call_async(AcquireRadiograph.Request(part_id=part_id))
         while not future.done():

@@ -187,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--size', type=int, default=1024, help='synthetic: detector side (px)')
     ap.add_argument('--root', default=None, help='gdxray: folder holding Castings/')
     ap.add_argument('--annotations', default=None,
-                    help='gdxray: CSV series,image,x1,y1,x2,y2 (default ROOT/annotations_xyxy.csv)')
+                    help='gdxray: CSV series,image,x1,y1,x2,y2 '
+                    '(default ROOT/annotations_xyxy.csv)')
     ap.add_argument('--series', default=None, help='gdxray: comma-separated series to use')
     ap.add_argument('--min-score', type=float, default=0.5, help='operating confidence')
     ap.add_argument('--out', default='xray_eval', help='output folder')

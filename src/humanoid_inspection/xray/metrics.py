@@ -206,8 +206,10 @@ def operating_point(records: Sequence[ImageRecord], min_score: float, threshold:
         'fp': fp_total, 'recall': ratio(tp_total, n_gt), 'precision': ratio(tp_total, n_pred),
         'false_alarms_per_image': ratio(fp_total, len(records)),
         'recall_ge_1mm': ratio(*ge1), 'n_gt_ge_1mm': ge1[1],
-        'recall_by_kind': {k: {'recall': ratio(*v), 'n': v[1]} for k, v in sorted(by_kind.items())},
-        'recall_by_size': {k: {'recall': ratio(*v), 'n': v[1]} for k, v in sorted(by_size.items())},
+        'recall_by_kind': {k: {'recall': ratio(*v), 'n': v[1]}
+                           for k, v in sorted(by_kind.items())},
+        'recall_by_size': {k: {'recall': ratio(*v), 'n': v[1]}
+                           for k, v in sorted(by_size.items())},
     }
 
 
