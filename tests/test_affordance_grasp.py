@@ -41,7 +41,11 @@ def test_best_grasp_is_top_down_across_the_narrow_side(scene):
         assert R_w[:, 0] == pytest.approx([0, 0, -1], abs=0.05)  # approach straight down
         assert p_w[:2] == pytest.approx(part.xy, abs=0.01)
         height = part.size[2] if hasattr(part, 'size') else part.height
-        assert p_w[2] == pytest.approx(height / 2, abs=0.008)
+        # TCP at half the height, raised so the fingertips (0.02 m below it) clear the table
+        cfg = GraspConfig()
+        tip_clear = cfg.fingertip_below_tcp_m + cfg.tip_clearance_m
+        assert p_w[2] == pytest.approx(max(height / 2, tip_clear), abs=0.008)
+        assert p_w[2] - cfg.fingertip_below_tcp_m >= cfg.tip_clearance_m - 0.002
         if hasattr(part, 'size'):  # boxes: fingers close across the short side
             narrow = np.array([-np.sin(part.yaw), np.cos(part.yaw), 0.0]) \
                 if part.size[1] < part.size[0] else np.array([np.cos(part.yaw),

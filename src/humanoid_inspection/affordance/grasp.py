@@ -2,22 +2,31 @@
 
 Gripper frame (Affordance.msg, CONTRACTS left_tcp/right_tcp): x = approach axis (from the
 gripper into the object), y = finger closing direction, z = x cross y. Grasps are top-down:
-the approach is minus the support-plane normal, which comes from (in this order) the
-detection's oriented box, a plane fitted to the depth ring around the object, or the camera
-viewing ray.
+the approach is minus the support-plane normal, which comes from (in this order) a plane fitted
+to the depth ring around the object, the detection's oriented box, or the camera viewing ray.
 
-From a mask: the object's points are projected on the support plane; the principal axes of
-that footprint give the closing directions. Candidates: closing across the minor axis at the
-footprint centre (best), the same shifted by +-1/4 of the length along the major axis, and
-closing across the major axis. From VLM points: one candidate per point, closing across the
-points' spread (or the mask's minor axis when a mask is given).
+From a mask, two families of candidates, ranked together:
+- Footprint grasps: the object's points are projected on the support plane; the principal axes
+  of that footprint give the closing directions. Closing across the minor axis at the footprint
+  centre (best), the same shifted by +-1/4 of the length along the major axis, and closing
+  across the major axis.
+- Wall grasps (affordance/wall_grasps.py), for parts wider than the gripper: pinch grasps
+  across a thin raised feature (a housing's wall, a hub's rim or hub, a bracket's web) found
+  in the height map of the object and its surroundings (affordance/height_map.py), one finger
+  inside the part above its floor and one outside.
+From VLM points: one candidate per point, closing across the points' spread (or the mask's
+minor axis when a mask is given).
 
-The TCP sits at half the object's height above the plane, or finger_length/2 below its top if
-the object is taller than that. The opening is the footprint width along the closing
-direction plus a margin. A candidate is discarded, and counted, when it needs more than the
-gripper's maximum opening (too_wide) or its pixels have no valid depth (no_depth).
+Fingertips: the fingers reach `fingertip_below_tcp_m` below the TCP (pad centre; 0.02 m for the
+project's gripper, urdf/humanoid_core.xacro). The TCP sits at half the object's height, or
+finger_length/2 below its top if the object is taller than that, but never so low that the
+fingertips come closer than `tip_clearance_m` to what lies under the fingers (the table or,
+for a wall grasp, the part's floor): the height map gives that level. The opening is the width
+along the closing direction plus a margin. A candidate is discarded, and counted, when it needs
+more than the gripper's maximum opening (too_wide), its pixels have no valid depth (no_depth),
+or a finger would land on something as high as the object (other).
 Score in 0..1: valid-depth fraction x (0.5 + 0.5 x spare opening fraction) x position factor
-(1 centre, 0.8 shifted, 0.7 across the major axis).
+(1 centre, 0.8 shifted, 0.7 across the major axis, <= 0.75 for a wall grasp).
 """
 
 from dataclasses import dataclass, field
@@ -26,6 +35,8 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from humanoid_inspection.affordance.height_map import HeightMap
+from humanoid_inspection.affordance.wall_grasps import WallGraspParams, find_wall_grasps
 from humanoid_inspection.perception.classical_backend import fit_plane_ransac
 from humanoid_inspection.perception.rgbd import backproject_pixels, depth_at
 from humanoid_inspection.perception.types import CameraIntrinsics, ObjectDetection
@@ -44,6 +55,30 @@ class GraspConfig:
     ring_outer_px: int = 18
     max_points: int = 3000
     min_object_height_m: float = 0.004
+    # fingers (urdf/humanoid_core.xacro): pad width, thickness, tip below the TCP
+    finger_width_m: float = 0.02
+    finger_thickness_m: float = 0.015
+    fingertip_below_tcp_m: float = 0.02
+    tip_clearance_m: float = 0.003
+    wall_grasps: bool = True
+    wall_opening_margin_m: float = 0.01
+    max_wall_candidates: int = 6
+    min_contact_m: float = 0.005
+    height_map_cell_m: float = 0.002
+
+    def wall_params(self) -> WallGraspParams:
+        """The wall-grasp search parameters implied by this gripper."""
+        return WallGraspParams(
+            max_opening_m=self.max_opening_m, opening_margin_m=self.wall_opening_margin_m,
+            finger_length_m=self.finger_length_m, finger_width_m=self.finger_width_m,
+            finger_thickness_m=self.finger_thickness_m,
+            fingertip_below_tcp_m=self.fingertip_below_tcp_m,
+            tip_clearance_m=self.tip_clearance_m, min_contact_m=self.min_contact_m,
+            max_candidates=self.max_wall_candidates)
+
+    def lowest_tcp(self, under_fingers_m: float = 0.0) -> float:
+        """Lowest TCP height above the plane that keeps the fingertips clear of a surface."""
+        return max(under_fingers_m, 0.0) + self.tip_clearance_m + self.fingertip_below_tcp_m
 
 
 @dataclass
@@ -226,15 +261,17 @@ def _plane_for(det_rotation, mask, depth_m, intrinsics, points, cfg) -> np.ndarr
 
 
 def _candidate(obj_id, obj, centre_on_plane, closing, opening, score_factor, valid_frac,
-               cfg, points_px, kind, result):
+               cfg, points_px, kind, result, tcp_height=None, margin=None):
     if not np.isfinite(opening):
         result.discarded_other += 1
         return
-    opening = opening + cfg.opening_margin_m
+    opening = opening + (cfg.opening_margin_m if margin is None else margin)
     if opening > cfg.max_opening_m:
         result.discarded_too_wide += 1
         return
-    position = centre_on_plane + obj.n * obj.grasp_height(cfg.finger_length_m)
+    if tcp_height is None:
+        tcp_height = max(obj.grasp_height(cfg.finger_length_m), cfg.lowest_tcp())
+    position = centre_on_plane + obj.n * tcp_height
     spare = 1.0 - opening / cfg.max_opening_m
     score = float(np.clip(valid_frac, 0, 1) * (0.5 + 0.5 * spare) * score_factor)
     result.candidates.append(GraspCandidate(
@@ -273,6 +310,7 @@ def grasps_from_mask(object_id: str, mask: np.ndarray, depth_m: np.ndarray,
         return result
     rows, cols = np.nonzero(mask)
     centre_px = np.array([[cols.mean(), rows.mean()]])
+    hm = _height_map(mask, depth_m, intrinsics, plane, obj, points, cfg)
     c = obj.centre_on_plane
     shift = obj.major * obj.length / 4.0
     for kind, centre, closing, factor in (
@@ -283,10 +321,68 @@ def grasps_from_mask(object_id: str, mask: np.ndarray, depth_m: np.ndarray,
         opening = obj.width if closing is obj.minor else obj.length
         if kind.startswith('minor_shift'):
             opening = obj.width_through(centre, closing)
+        tcp = None
+        if hm is not None and np.isfinite(opening) and \
+                opening + cfg.opening_margin_m <= cfg.max_opening_m:
+            landing = _landing_height(hm, centre, closing, opening + cfg.opening_margin_m, cfg)
+            if landing >= obj.top - 0.001:
+                result.discarded_other += 1
+                result.diagnostic = _join(result.diagnostic, f'{object_id}: {kind}: a finger '
+                                          f'would land {1e3 * landing:.0f} mm up')
+                continue
+            tcp = max(obj.grasp_height(cfg.finger_length_m), cfg.lowest_tcp(landing))
         _candidate(object_id, obj, centre, closing, opening, factor, frac, cfg, centre_px,
-                   kind, result)
+                   kind, result, tcp)
+    if hm is not None and cfg.wall_grasps:
+        centre_ab = hm.plane_coords(obj.centre_on_plane)[0]
+        for w in find_wall_grasps(hm, cfg.wall_params(), centre_ab):
+            on_plane = hm.to_plane(np.array([w.centre_ab[0]]), np.array([w.centre_ab[1]]))[0]
+            closing = w.direction_ab[0] * hm.u + w.direction_ab[1] * hm.v
+            _candidate(object_id, obj, on_plane, closing, w.width_m, w.score_factor, frac, cfg,
+                       centre_px, w.kind, result,
+                       w.tip_height_m + cfg.fingertip_below_tcp_m, cfg.wall_opening_margin_m)
     result.candidates = rank(result.candidates)
     return result
+
+
+def _join(a: str, b: str) -> str:
+    return '; '.join(x for x in (a, b) if x)
+
+
+def _height_map(mask, depth_m, intrinsics, plane, obj, object_points, cfg
+                ) -> Optional[HeightMap]:
+    """Height map of the object and a margin around it (for finger landing zones)."""
+    margin_m = cfg.finger_thickness_m + cfg.opening_margin_m / 2 + 0.01
+    z = float(np.median(object_points[:, 2]))
+    if not np.isfinite(z) or z <= 0:
+        return None
+    pad = int(np.ceil(margin_m * max(intrinsics.fx, intrinsics.fy) / z)) + 2
+    rows, cols = np.nonzero(mask)
+    h, w = depth_m.shape
+    r0, r1 = max(0, rows.min() - pad), min(h, rows.max() + pad + 1)
+    c0, c1 = max(0, cols.min() - pad), min(w, cols.max() + pad + 1)
+    crop = cv2.dilate(mask[r0:r1, c0:c1].astype(np.uint8),
+                      cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pad + 1,) * 2)) > 0
+    d = depth_m[r0:r1, c0:c1]
+    rr, cc = np.nonzero(crop & ~np.isnan(d))
+    region = backproject_pixels(cc + c0, rr + r0, d[rr, cc], intrinsics)
+    half = max(obj.length, obj.width) / 2 + margin_m
+    return HeightMap(region, object_points, plane, obj.centre_on_plane, obj.major, half,
+                     cfg.height_map_cell_m)
+
+
+def _landing_height(hm: HeightMap, centre: np.ndarray, closing: np.ndarray, opening: float,
+                    cfg: GraspConfig) -> float:
+    """Highest known surface under the two fingers of a grasp opened to `opening` (m)."""
+    ab = hm.plane_coords(centre)[0]
+    c = np.array([closing @ hm.u, closing @ hm.v])
+    c /= np.linalg.norm(c)
+    out = 0.0
+    for lo, hi in ((opening / 2, opening / 2 + cfg.finger_thickness_m),
+                   (-opening / 2 - cfg.finger_thickness_m, -opening / 2)):
+        top, _ = hm.max_in_rect(ab, c, (lo, hi), cfg.finger_width_m / 2)
+        out = max(out, top)
+    return out
 
 
 def grasps_from_points(object_id: str, points_px: np.ndarray, depth_m: np.ndarray,
@@ -363,7 +459,7 @@ def grasps_from_points(object_id: str, points_px: np.ndarray, depth_m: np.ndarra
         if top < cfg.min_object_height_m:
             result.discarded_other += 1
             continue
-        grasp_h = max(top / 2.0, top - cfg.finger_length_m / 2.0)
+        grasp_h = max(top / 2.0, top - cfg.finger_length_m / 2.0, cfg.lowest_tcp())
         surrogate = _PointObject(n, grasp_h)
         _candidate(object_id, surrogate, on_plane, closing, opening, 1.0, frac, cfg,
                    [[x, y]], 'vlm_point', result)

@@ -1,10 +1,12 @@
-"""Ray-cast RGB-D frames of boxes and cylinders on a table, with exact ground truth (no ROS).
+"""Ray-cast RGB-D frames of boxes, cylinders and compound parts on a table, with ground truth.
 
 Used by the tests and the benchmarks of the perception and affordance modules: a scene is a
 table top (world z = 0, world z up) with parts resting on it, seen by a pinhole camera whose
 pose comes from look_at(). render_scene() returns the colour image, the depth in metres
 (NaN = no return), the intrinsics and, per object, the true centroid and 2D box in the camera
-optical frame / image.
+optical frame / image. Compound parts (a union of boxes/cylinders that all rest on the table, one
+object id) model the cell's castings: open_box() = a housing (base plate + four walls),
+bracket() = flange + upright web, hub() = web disk + rim ring + central hub. No ROS.
 """
 
 from dataclasses import dataclass, field
@@ -33,6 +35,117 @@ class CylinderPart:
     radius: float
     height: float
     rgb: Tuple[int, int, int] = (150, 155, 165)
+
+
+@dataclass(frozen=True)
+class CompoundPart:
+    """One part made of pieces that all rest on the table (their union is rendered).
+
+    Attributes:
+        xy: reference centre (m); the true centroid is (xy, height / 2), the bounding-box centre.
+        height: overall height (m).
+        pieces: BoxPart / CylinderPart items (world xy, their own yaw).
+        rgb: colour of the whole part.
+        kind: 'open_box', 'bracket', 'hub' (for tests and figures).
+    """
+
+    xy: Tuple[float, float]
+    height: float
+    pieces: Tuple = ()
+    rgb: Tuple[int, int, int] = (185, 185, 195)
+    kind: str = ''
+
+
+def _place(xy, yaw, local_xy):
+    c, s = np.cos(yaw), np.sin(yaw)
+    return (float(xy[0] + c * local_xy[0] - s * local_xy[1]),
+            float(xy[1] + s * local_xy[0] + c * local_xy[1]))
+
+
+def open_box(xy, size, wall: float, base: float, yaw: float = 0.0,
+             rgb=(185, 185, 195)) -> CompoundPart:
+    """An open-top box shell like the cell's housings: base plate + four walls.
+
+    Args:
+        xy: centre on the table (m).
+        size: outer (length, width, height) (m).
+        wall: wall thickness (m).
+        base: base plate thickness (m).
+        yaw: rotation about the table normal (rad).
+        rgb: colour.
+    """
+    lx, ly, h = size
+    pieces = [BoxPart(_place(xy, yaw, (0, 0)), (lx, ly, base), yaw, rgb),
+              BoxPart(_place(xy, yaw, (lx / 2 - wall / 2, 0)), (wall, ly, h), yaw, rgb),
+              BoxPart(_place(xy, yaw, (-lx / 2 + wall / 2, 0)), (wall, ly, h), yaw, rgb),
+              BoxPart(_place(xy, yaw, (0, ly / 2 - wall / 2)), (lx - 2 * wall, wall, h), yaw,
+                      rgb),
+              BoxPart(_place(xy, yaw, (0, -ly / 2 + wall / 2)), (lx - 2 * wall, wall, h), yaw,
+                      rgb)]
+    return CompoundPart(tuple(xy), h, tuple(pieces), rgb, 'open_box')
+
+
+def bracket(xy, length: float, depth: float, flange: float, web: float, height: float,
+            web_offset: float = 0.0, yaw: float = 0.0, rgb=(160, 165, 175)) -> CompoundPart:
+    """An L/T bracket: flange plate (length x depth x flange) + upright web along its length.
+
+    Args:
+        web_offset: web centre offset across the flange (m, local y).
+    """
+    pieces = (BoxPart(_place(xy, yaw, (0, 0)), (length, depth, flange), yaw, rgb),
+              BoxPart(_place(xy, yaw, (0, web_offset)), (length, web, height), yaw, rgb))
+    return CompoundPart(tuple(xy), height, pieces, rgb, 'bracket')
+
+
+def hub(xy, radius: float, web: float, rim_width: float, rim_height: float, hub_radius: float,
+        hub_height: float, segments: int = 16, rgb=(200, 195, 185)) -> CompoundPart:
+    """A wheel hub: web disk + rim (a ring of `segments` boxes) + central hub cylinder."""
+    pieces = [CylinderPart(tuple(xy), radius, web, rgb),
+              CylinderPart(tuple(xy), hub_radius, hub_height, rgb)]
+    mid = radius - rim_width / 2
+    half_len = mid * np.tan(np.pi / segments) + rim_width / 2
+    for i in range(segments):
+        a = 2 * np.pi * i / segments
+        pieces.append(BoxPart((float(xy[0] + mid * np.cos(a)), float(xy[1] + mid * np.sin(a))),
+                              (rim_width, 2 * half_len, rim_height), a, rgb))
+    return CompoundPart(tuple(xy), max(rim_height, hub_height), tuple(pieces), rgb, 'hub')
+
+
+def _part_height(part) -> float:
+    if isinstance(part, BoxPart):
+        return part.size[2]
+    return part.height
+
+
+def _bounding_sphere(part: CompoundPart) -> Tuple[np.ndarray, float]:
+    centre = np.array([part.xy[0], part.xy[1], part.height / 2])
+    r = 0.0
+    for piece in part.pieces:
+        if isinstance(piece, BoxPart):
+            reach = np.hypot(piece.size[0], piece.size[1]) / 2
+        else:
+            reach = piece.radius
+        r = max(r, np.hypot(piece.xy[0] - centre[0], piece.xy[1] - centre[1]) + reach)
+    return centre, float(np.hypot(r, part.height / 2)) + 1e-3
+
+
+def _hit_part(o, d, part):
+    if isinstance(part, CompoundPart):
+        best_t = np.full(len(d), np.inf)
+        best_n = np.zeros_like(d)
+        # only the rays through the part's bounding sphere are cast against its pieces
+        centre, radius = _bounding_sphere(part)
+        oc = o - centre
+        b = np.einsum('ij,ij->i', d, oc)
+        disc = b ** 2 - np.einsum('ij,ij->i', d, d) * (np.einsum('ij,ij->i', oc, oc) - radius ** 2)
+        near = np.nonzero(disc >= 0)[0]
+        for piece in part.pieces:
+            t, n = _hit_part(o[near], d[near], piece)
+            closer = t < best_t[near]
+            best_t[near[closer]] = t[closer]
+            best_n[near[closer]] = n[closer]
+        return best_t, best_n
+    return _hit_box(o, d, part) if isinstance(part, BoxPart) else _hit_cylinder(o, d, part)
 
 
 @dataclass
@@ -129,7 +242,7 @@ def render_scene(parts: Sequence, T_world_cam: np.ndarray,
     """Render parts on a table centred at the world origin.
 
     Args:
-        parts: BoxPart / CylinderPart items.
+        parts: BoxPart / CylinderPart / CompoundPart items.
         T_world_cam: camera optical frame pose (see look_at()).
         intrinsics: default 640x480 with 60 deg horizontal field of view.
         table_size: table top extent along world x, y (m); the floor is table_height below.
@@ -162,7 +275,7 @@ def render_scene(parts: Sequence, T_world_cam: np.ndarray,
     best_t = np.where(floor, t_floor, best_t)
     best_id[floor] = -2
     for i, part in enumerate(parts):
-        t, n = _hit_box(o, d, part) if isinstance(part, BoxPart) else _hit_cylinder(o, d, part)
+        t, n = _hit_part(o, d, part)
         closer = t < best_t
         best_t[closer] = t[closer]
         best_id[closer] = i
@@ -185,7 +298,7 @@ def render_scene(parts: Sequence, T_world_cam: np.ndarray,
     T_cam_world = np.linalg.inv(T_world_cam)
     centroids, boxes = [], []
     for i, part in enumerate(parts):
-        h = part.size[2] if isinstance(part, BoxPart) else part.height
+        h = _part_height(part)
         cw = np.array([part.xy[0], part.xy[1], h / 2.0, 1.0])
         centroids.append((T_cam_world @ cw)[:3])
         rows, cols = np.nonzero(ids == i)

@@ -1,0 +1,175 @@
+"""Wall / rim / web grasps for parts wider than the gripper, on rendered scenes of the castings.
+
+The scenes are ray-cast (perception/synthetic_scene.py) with 1 mm depth noise and 2 % dropout:
+an open box shell like the cell's housings (wider than the gripper from every side), a bracket
+(flange + upright web) and a hub (web disk + rim + central hub). Ground truth comes from the
+part parameters; grasps are checked in the world (table) frame.
+"""
+
+import numpy as np
+import pytest
+
+from humanoid_inspection.affordance.grasp import GraspConfig, grasps_for_detection
+from humanoid_inspection.affordance.height_map import HeightMap
+from humanoid_inspection.perception.classical_backend import ClassicalBackend
+from humanoid_inspection.perception.rgbd import depth_to_metres
+from humanoid_inspection.perception.synthetic_scene import (
+    BoxPart, bracket, default_camera_pose, hub, open_box, render_scene)
+
+BOX = dict(xy=(0.0, -0.15), size=(0.12, 0.11, 0.03), wall=0.004, base=0.005, yaw=0.3)
+BRACKET = dict(xy=(0.06, 0.04), length=0.11, depth=0.05, flange=0.006, web=0.005, height=0.04,
+               yaw=-0.5)
+HUB = dict(xy=(-0.06, 0.2), radius=0.06, web=0.005, rim_width=0.007, rim_height=0.02,
+           hub_radius=0.018, hub_height=0.03)
+CFG = GraspConfig()
+
+
+def _render(parts, seed=0):
+    frame = render_scene(parts, default_camera_pose(), depth_noise_m=0.001, dropout=0.02,
+                         seed=seed)
+    result = ClassicalBackend().detect(frame.color, frame.depth, frame.intrinsics)
+    return frame, result, depth_to_metres(frame.depth)
+
+
+@pytest.fixture(scope='module')
+def castings():
+    parts = [open_box(BOX['xy'], BOX['size'], BOX['wall'], BOX['base'], BOX['yaw']),
+             bracket(**BRACKET), hub(**HUB)]
+    frame, result, depth = _render(parts)
+    assert len(result.detections) == 3, result.diagnostic
+    grasps = {}
+    for det in result.detections:
+        i = int(np.argmin(np.linalg.norm(frame.centroids_cam - det.centroid_m, axis=1)))
+        grasps[parts[i].kind] = grasps_for_detection(det, depth, frame.intrinsics, CFG)
+    return frame, grasps
+
+
+def _world(frame, cand):
+    T = frame.T_world_cam
+    return T[:3, :3] @ cand.position + T[:3, 3], T[:3, :3] @ cand.rotation
+
+
+def _local(xy, yaw, p):
+    c, s = np.cos(yaw), np.sin(yaw)
+    d = np.asarray(p[:2]) - xy
+    return np.array([c * d[0] + s * d[1], -s * d[0] + c * d[1]])
+
+
+def test_every_casting_gets_a_candidate(castings):
+    _, grasps = castings
+    for kind, g in grasps.items():
+        assert g.candidates, f'{kind}: {g.diagnostic}'
+        scores = [c.score for c in g.candidates]
+        assert scores == sorted(scores, reverse=True)
+        assert all(0 < c.opening_m <= CFG.max_opening_m for c in g.candidates)
+
+
+def test_housing_wider_than_the_gripper_is_grasped_by_a_wall(castings):
+    frame, grasps = castings
+    g = grasps['open_box']
+    assert g.discarded_too_wide == 4          # no footprint grasp fits, counted
+    lx, ly, h = BOX['size']
+    for cand in g.candidates:
+        assert cand.kind == 'wall'
+        p, R = _world(frame, cand)
+        assert R[:, 0] == pytest.approx([0, 0, -1], abs=0.05)
+        q = _local(BOX['xy'], BOX['yaw'], p)
+        # on a wall's centre line, fingers closing across that wall
+        walls = [(abs(q[0] - sx * (lx - BOX['wall']) / 2), np.array([1.0, 0.0]))
+                 for sx in (-1, 1)] + \
+            [(abs(q[1] - sy * (ly - BOX['wall']) / 2), np.array([0.0, 1.0])) for sy in (-1, 1)]
+        dist, normal = min(walls, key=lambda w: w[0])
+        assert dist < 0.006, f'{q} is not on a wall'
+        closing = _local((0.0, 0.0), BOX['yaw'], R[:2, 1])
+        assert abs(closing @ normal) > 0.97
+        assert BOX['wall'] < cand.opening_m <= BOX['wall'] + 0.025
+        # fingertips above the base plate (inside) with clearance, pads on the wall
+        tip = p[2] - CFG.fingertip_below_tcp_m
+        assert BOX['base'] + CFG.tip_clearance_m - 0.002 <= tip <= h - CFG.min_contact_m
+    # the best ones are spread over different walls / places (NMS)
+    pos = np.array([_world(frame, c)[0] for c in g.candidates])
+    assert len(pos) >= 3 and np.ptp(pos[:, :2], axis=0).max() > 0.03
+
+
+def test_bracket_web_is_grasped_across_its_thickness(castings):
+    frame, grasps = castings
+    g = grasps['bracket']
+    web = [c for c in g.candidates if c.kind == 'wall']
+    assert web, [c.kind for c in g.candidates]
+    assert g.candidates[0].kind == 'minor_centre'   # the whole-part grasp fits and ranks first
+    y_axis = np.array([-np.sin(BRACKET['yaw']), np.cos(BRACKET['yaw'])])
+    for cand in web:
+        p, R = _world(frame, cand)
+        assert abs(_local(BRACKET['xy'], BRACKET['yaw'], p)[1]) < 0.005   # on the web
+        assert abs(R[:2, 1] @ y_axis) > 0.95
+        assert p[2] - CFG.fingertip_below_tcp_m >= BRACKET['flange'] + 0.001
+
+
+def test_hub_is_grasped_by_its_rim_or_its_hub(castings):
+    frame, grasps = castings
+    g = grasps['hub']
+    assert g.discarded_too_wide == 4
+    rim_mid = HUB['radius'] - HUB['rim_width'] / 2
+    kinds = set()
+    for cand in g.candidates:
+        p, R = _world(frame, cand)
+        tip = p[2] - CFG.fingertip_below_tcp_m
+        assert tip >= HUB['web'] + 0.001                       # above the web disk
+        r_vec = p[:2] - HUB['xy']
+        r = np.linalg.norm(r_vec)
+        if abs(r - rim_mid) < 0.006:                           # on the rim, closing radially
+            assert abs(R[:2, 1] @ (r_vec / r)) > 0.95
+            kinds.add('rim')
+        else:                                       # across the central hub (a chord of it)
+            assert r < HUB['hub_radius'] - 0.004 and cand.kind == 'raised'
+            chord = 2 * np.sqrt(HUB['hub_radius'] ** 2 - r ** 2)
+            assert chord - 0.004 < cand.opening_m <= 2 * HUB['hub_radius'] + 0.02
+            kinds.add('hub')
+    assert 'rim' in kinds
+
+
+def test_a_blocked_wall_is_not_grasped():
+    """A tall block right outside the housing's -y wall leaves no room for the outer finger."""
+    lx, ly, h = BOX['size']
+    c, s = np.cos(BOX['yaw']), np.sin(BOX['yaw'])
+    local = np.array([0.0, -ly / 2 - 0.012])
+    block_xy = (BOX['xy'][0] + c * local[0] - s * local[1],
+                BOX['xy'][1] + s * local[0] + c * local[1])
+    parts = [open_box(BOX['xy'], BOX['size'], BOX['wall'], BOX['base'], BOX['yaw']),
+             BoxPart(block_xy, (lx, 0.012, 0.05), BOX['yaw'], rgb=(150, 150, 160))]
+    frame, result, depth = _render(parts, seed=1)
+    det = min(result.detections, key=lambda d: np.linalg.norm(d.centroid_m -
+                                                              frame.centroids_cam[0]))
+    g = grasps_for_detection(det, depth, frame.intrinsics, CFG)
+    assert g.candidates
+    for cand in g.candidates:
+        q = _local(BOX['xy'], BOX['yaw'], _world(frame, cand)[0])
+        assert q[1] > -ly / 2 + 0.01, f'grasp on the blocked wall at {q}'
+
+
+def test_wall_grasps_can_be_switched_off(castings):
+    frame, grasps = castings
+    parts = [open_box(BOX['xy'], BOX['size'], BOX['wall'], BOX['base'], BOX['yaw'])]
+    frame, result, depth = _render(parts)
+    (det,) = result.detections
+    g = grasps_for_detection(det, depth, frame.intrinsics, GraspConfig(wall_grasps=False))
+    assert g.candidates == [] and g.discarded_too_wide == 4
+
+
+def test_height_map_bins_the_highest_point_and_cuts_spikes():
+    plane = np.array([0.0, 0.0, 1.0, 0.0])            # z up, the plane z = 0
+    u, v = np.meshgrid(np.arange(-0.02, 0.0201, 0.001), np.arange(-0.02, 0.0201, 0.001))
+    floor = np.stack([u.ravel(), v.ravel(), np.full(u.size, 0.005)], axis=1)
+    ridge = floor[np.abs(floor[:, 0]) < 0.002].copy()
+    ridge[:, 2] = 0.03                                 # a 4 mm wide, 30 mm high ridge along v
+    spike = np.array([[0.012, 0.0, 0.025]])            # one noisy point
+    hm = HeightMap(np.vstack([floor, ridge, spike]), ridge, plane, np.zeros(3),
+                   np.array([1.0, 0.0, 0.0]), 0.02, 0.002)
+    assert hm.sample(np.array([0.0]), np.array([0.01]))[0] == pytest.approx(0.03)
+    assert hm.sample(np.array([0.012]), np.array([0.0]))[0] == pytest.approx(0.005, abs=1e-3)
+    assert hm.occupied[hm.half, hm.half] and not hm.occupied[hm.half, hm.half + 6]
+    top, known = hm.max_in_rect(np.array([0.0, 0.0]), np.array([1.0, 0.0]), (0.004, 0.015),
+                                0.005)
+    assert top == pytest.approx(0.005, abs=1e-3) and known == 1.0
+    assert hm.sample(np.array([0.5]), np.array([0.0]))[0] != hm.sample(
+        np.array([0.5]), np.array([0.0]))[0]          # outside the grid: NaN
