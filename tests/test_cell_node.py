@@ -116,7 +116,7 @@ class FakeCellServers:
             self.fixture = None
             res.success = True
         else:
-            part = self.table[int(goal.object_id.split('_')[1])]
+            part = self.table[int(goal.object_id.split('_')[-1])]
             if part['grasp_failures'] > 0:
                 part['grasp_failures'] -= 1
                 res.error_code = PickPlace.Result.GRASP_FAILED
@@ -165,7 +165,8 @@ def test_cycle_over_fake_servers_records_every_part(launch_nodes, ros_client, tm
         {'id': 'C-3', 'slot': 2, 'grasp_failures': 0}])
     db = tmp_path / 'cell.db'
     stack = launch_nodes(['cell_manager'], params={'cell_manager': {
-        'records_db': str(db), 'perception_timeout_s': 5.0}})
+        'records_db': str(db), 'perception_timeout_s': 5.0,
+        'handover_destinations': ['none']}})   # stand-ins: direct route fixture -> bin
     result, feedback = _send_goal(ros_client, 0)
     stack.check_alive()
     r = result.result

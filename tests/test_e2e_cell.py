@@ -29,7 +29,7 @@ APP = [s.name for s in launch_spec.APP_NODES]
 def _params(db, parts, seed):
     from humanoid_inspection.cell.demo import sim_params
     return {'mujoco_sim': sim_params(parts, seed, 0.5),
-            'cell_manager': {'records_db': str(db)}}
+            'cell_manager': {'records_db': str(db), 'ground_truth_service': 'sim/ground_truth'}}
 
 
 def _goal(client, stack, max_parts, timeout):

@@ -562,6 +562,9 @@ class InspectionCycle:
             self._add_times(record_id, wall_sort_s=time.monotonic() - t0,
                             compute_planning_s=out.planning_time_s)
             last = out
+            if not out.success:
+                self.store.update(record_id, None, f'sort attempt {attempt} to {destination}: '
+                                  f'{out.error}: {out.message}')
             if out.success:
                 self._finish_sorted(record_id, verdict, destination)
                 self._event(index, record_id, 'sort', f'{verdict} -> {destination}')
@@ -583,4 +586,4 @@ class InspectionCycle:
         if last.error == 'canceled':
             self.canceled = True
             return False
-        raise CycleStop(f'{reason}; the fixture is blocked, stopping the cycle', 'sort_failed')
+        raise CycleStop(f'{reason}; the part was not sorted, stopping the cycle', 'sort_failed')

@@ -51,7 +51,7 @@ def check_stack(specs) -> None:
 
 def sim_params(parts: int, seed: int, defect_fraction: float) -> Dict[str, object]:
     """Parameters of mujoco_sim for a seeded table of castings."""
-    return {'num_parts': int(parts), 'seed': int(seed),
+    return {'num_parts': int(parts), 'part_seed': int(seed),
             'defect_probability': float(defect_fraction)}
 
 
@@ -103,7 +103,7 @@ def run_demo(parts: int, seed: int, out_dir: Path, record: Optional[Path] = None
     os.environ['ROS_DOMAIN_ID'] = str(domain_id)
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     params = {'mujoco_sim': sim_params(parts, seed, defect_fraction),
-              'cell_manager': {'records_db': str(db)}}
+              'cell_manager': {'records_db': str(db), 'ground_truth_service': 'sim/ground_truth'}}
     for name, values in (node_params or {}).items():
         params.setdefault(name, {}).update(values)
     _log(f'starting {len(specs)} processes on ROS_DOMAIN_ID={domain_id} (loopback DDS); '

@@ -86,6 +86,16 @@ class PlaceTargets:
         base = self.base_T_world @ world
         return base[:3], quat / np.linalg.norm(quat)
 
+    def return_pose(self, grasp: Grasp) -> Tuple[np.ndarray, np.ndarray]:
+        """Place pose that puts the part back where it was grasped on the table (+ drop).
+
+        Used as the hand-over spot when one arm cannot carry a part from the fixture to its
+        bin: the part goes back to its (now free) table spot, and the other arm takes it there.
+        """
+        up = self.base_T_world[:3, :3] @ np.array([0.0, 0.0, self.targets['fixture'].drop_m])
+        quat = np.asarray(grasp.orientation, float)
+        return np.asarray(grasp.position, float) + up, quat / np.linalg.norm(quat)
+
     def fixture_grasp(self, grasp: Grasp) -> Grasp:
         """The grasp that takes the part back out of the fixture (where it was placed)."""
         pos, quat = self.place_pose('fixture', grasp)

@@ -77,7 +77,7 @@ class DemoClient:
                 alive()
                 if self.cycle_client.server_is_ready():
                     deps = latest.get('deps')
-                    if deps is not None and deps.level == 0:
+                    if deps is not None and _level(deps.level) == 0:
                         return
                     missing = deps.message if deps is not None else 'cell_manager diagnostics'
                 if time.monotonic() > deadline:
@@ -128,6 +128,11 @@ class DemoClient:
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
         self._thread.join(timeout=5.0)
+
+
+def _level(level) -> int:
+    """DiagnosticStatus.level as an int (rclpy gives a byte field as bytes)."""
+    return level[0] if isinstance(level, (bytes, bytearray)) else int(level)
 
 
 def _import_type(type_name: str):

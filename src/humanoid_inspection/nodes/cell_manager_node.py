@@ -13,6 +13,8 @@ import threading
 import time
 from typing import Optional
 
+import numpy as np
+
 from action_msgs.msg import GoalStatus
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Vector3
@@ -48,12 +50,19 @@ PARAMS = (
           0.0, 1000.0),
     Param('review_destination', 'review', 'where REVIEW parts go (cell.yaml review location)'),
     Param('save_snapshots', True, 'store a head-camera picture per part'),
-    Param('place_drop_m', 0.01, 'clearance above the fixture / review surface at release (m)',
+    Param('handover_destinations', ['accept_bin', 'reject_bin'],
+          'destinations reached from the fixture via the table hand-over spot (one arm cannot '
+          'reach both); others are tried directly first'),
+    Param('handover_search_m', 0.08, 'the part is looked for this close to the hand-over spot '
+          '(m)', 0.0, 1.0),
+    Param('place_drop_m', 0.0, 'clearance above the fixture / review surface at release (m)',
           0.0, 0.2),
     Param('bin_drop_m', 0.05, 'clearance above a bin floor at release (m)', 0.0, 0.5),
     Param('server_wait_s', 10.0, 'wait for a service/action server to appear (s)', 0.1, 300.0),
     Param('perception_timeout_s', 20.0, 'wait for fresh detections (s)', 0.5, 600.0),
     Param('affordance_timeout_s', 20.0, 'affordance/predict timeout (s)', 0.5, 600.0),
+    Param('affordance_retry_s', 5.0, 'retry affordance/predict while it has considered no '
+          'candidate yet (s)', 0.0, 120.0),
     Param('pick_place_timeout_s', 300.0, 'pick_place action timeout (s)', 1.0, 3600.0),
     Param('acquire_timeout_s', 60.0, 'xray/acquire timeout (s)', 0.5, 600.0),
     Param('inspect_timeout_s', 60.0, 'inspect_part timeout (s)', 0.5, 600.0),
@@ -61,6 +70,9 @@ PARAMS = (
     Param('rest_service', '', 'std_srvs/Trigger that sends the robot to rest; empty = none'),
     Param('status_rate_hz', 1.0, 'cell/status and diagnostics rate (Hz)', 0.1, 50.0),
 )
+
+# pick_place errors meaning "this motion cannot be planned", nothing moved
+REACH_ERRORS = ('unreachable', 'plan_failed', 'goal_in_collision', 'invalid_goal')
 
 MOVE_ERROR_NAMES = {
     0: 'ok', 1: 'invalid_goal', 2: 'unreachable', 3: 'start_in_collision',
@@ -92,6 +104,22 @@ def truth_for_part(table, part_id: str) -> Optional[dict]:
             return {k: v for k, v in entry.items()
                     if k not in ('position', 'quaternion_wxyz', 'yaw', 'held_by')}
     return None
+
+
+def _like_grasp(candidates, reference: Grasp):
+    """Candidates re-ranked: same closing direction as reference first (it held the part).
+
+    The gripper is symmetric, so closing axes y and -y count as the same; ties keep the
+    affordance ranking.
+    """
+    from scipy.spatial.transform import Rotation
+    ref_y = Rotation.from_quat(reference.orientation).as_matrix()[:, 1]
+
+    def key(item):
+        rank, g = item
+        y = Rotation.from_quat(g.orientation).as_matrix()[:, 1]
+        return (-round(abs(float(ref_y @ y)), 1), rank)
+    return [g for _, g in sorted(enumerate(candidates), key=key)]
 
 
 def affordance_to_grasp(index: int, a: Affordance) -> Grasp:
@@ -130,6 +158,7 @@ class RosCellServices(CellServices):
         self._cell = None
         self._pick_area = None
         self._active_goal = None
+        self._via_table = set(node.params['handover_destinations'])
         self.cancel_requested = lambda: False
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -214,16 +243,25 @@ class RosCellServices(CellServices):
         """
         client = self.node.predict_client
         self._ready(client, 'affordance/predict')
-        t0 = time.monotonic()
-        resp = self._wait_future(
-            client.call_async(PredictAffordance.Request(object_id='', in_base_frame=True)),
-            self.p['affordance_timeout_s'], 'affordance/predict')
-        compute = time.monotonic() - t0
+        retry_until = time.monotonic() + self.p['affordance_retry_s']
+        while True:
+            t0 = time.monotonic()
+            resp = self._wait_future(
+                client.call_async(PredictAffordance.Request(object_id='', in_base_frame=True)),
+                self.p['affordance_timeout_s'], 'affordance/predict')
+            compute = time.monotonic() - t0
+            a = resp.candidates
+            nothing_tried = not (a.discarded_no_depth or a.discarded_too_wide
+                                 or a.discarded_other)
+            # a failure before any candidate was considered (e.g. no depth frame paired with
+            # the detections yet) is transient: ask again for a short while
+            if resp.success or not nothing_tried or time.monotonic() > retry_until:
+                break
+            time.sleep(0.3)
         by_object = {}
         if resp.success:
             for c in resp.candidates.candidates:
                 by_object.setdefault(c.object_id, []).append(c)
-        a = resp.candidates
         empty_reason = (resp.message or a.diagnostic or 'no candidate') + (
             f' (discarded: {a.discarded_no_depth} no depth, {a.discarded_too_wide} too wide, '
             f'{a.discarded_other} other)')
@@ -268,6 +306,16 @@ class RosCellServices(CellServices):
             x=float(place_quat[0]), y=float(place_quat[1]), z=float(place_quat[2]),
             w=float(place_quat[3]))
         goal.arm = self.p['arm']
+        waited_for_state = time.monotonic() + self.p['server_wait_s']
+        while True:
+            out = self._pick_place_once(client, goal, what)
+            # right after a start the manipulation node may not have joint states yet
+            if out.error != 'plan_failed' or 'joint_states' not in out.message \
+                    or time.monotonic() > waited_for_state:
+                return out
+            time.sleep(1.0)
+
+    def _pick_place_once(self, client, goal, what: str) -> MoveOutcome:
         handle = self._wait_future(client.send_goal_async(goal), self.p['server_wait_s'],
                                    f'pick_place ({what}) goal')
         if not handle.accepted:
@@ -294,6 +342,10 @@ class RosCellServices(CellServices):
         error = MOVE_ERROR_NAMES.get(int(r.error_code), f'error_{r.error_code}')
         if wrapped.status == GoalStatus.STATUS_CANCELED:
             error = 'canceled'
+        elif not r.success and int(r.error_code) == 0:
+            error = 'execution_failed'
+            r.message = r.message or ('pick_place ended without a result (status '
+                                      f'{wrapped.status}; see the manipulation log)')
         return MoveOutcome(bool(r.success), 'ok' if r.success else error, r.message,
                            r.arm_used, int(r.grasp_index), float(r.planning_time_s),
                            float(r.trajectory_duration_s))
@@ -304,15 +356,93 @@ class RosCellServices(CellServices):
                                     f'{sighting.object_id} -> {destination}')
 
     def move_from_fixture(self, grasp, destination) -> MoveOutcome:
+        """Fixture -> destination directly, or via the part's table spot (two arms).
+
+        The fixture (robot's left) and the bins (robot's right) are not both within one arm's
+        reach: when the direct plan fails for reach/collision reasons, the part is set back on
+        the table spot it was picked from and the planner (free to choose the arm) takes it
+        from there to the destination. A destination that needed the table once goes that way
+        directly afterwards.
+        """
         if grasp is None:
             return MoveOutcome(False, 'invalid_goal', 'no grasp stored for the part in the '
                                'fixture')
         places = self.places()
-        fixture_grasp = places.fixture_grasp(grasp)
-        pos, quat = places.place_pose(destination, grasp)
-        affordance = grasp_to_affordance(fixture_grasp, self.p['base_frame'], 'fixture_part')
-        return self._run_pick_place('fixture_part', [affordance], pos, quat,
-                                    f'fixture -> {destination}')
+        from_fixture = grasp_to_affordance(places.fixture_grasp(grasp), self.p['base_frame'],
+                                           'fixture_part')
+        planning = 0.0
+        if destination not in self._via_table:
+            pos, quat = places.place_pose(destination, grasp)
+            out = self._run_pick_place('fixture_part', [from_fixture], pos, quat,
+                                       f'fixture -> {destination}')
+            if out.success or out.error not in REACH_ERRORS:
+                return out
+            self.node.get_logger().info(
+                f'fixture -> {destination} is out of one arm\'s reach ({out.message[:120]}); '
+                'handing over via the table')
+            self._via_table.add(destination)
+            planning = out.planning_time_s
+        pos, quat = places.return_pose(grasp)
+        first = self._run_pick_place('fixture_part', [from_fixture], pos, quat,
+                                     'fixture -> table hand-over spot')
+        planning += first.planning_time_s
+        if not first.success:
+            first.planning_time_s = planning
+            return first
+        second = self._pick_from_handover_spot(grasp, destination, pos)
+        second.planning_time_s += planning
+        second.duration_s += first.duration_s
+        second.arm = f'{first.arm}+{second.arm}'
+        if not second.success:
+            second.message = (f'part left on the table hand-over spot: {second.error}: '
+                              f'{second.message}')
+            if second.error == 'grasp_failed':
+                second.error = 'execution_failed'
+        return second
+
+    def _pick_from_handover_spot(self, grasp: Grasp, destination: str, spot) -> MoveOutcome:
+        """Find the part again on the table spot (perception + affordance) and take it on.
+
+        The part rarely lands exactly where it was first grasped (it settles in the fixture
+        and on the table), so it is looked at again rather than grasped blindly.
+        """
+        places = self.places()
+        candidates = []
+        try:
+            seen = self.perceive()
+            near = []
+            for s in seen.sightings:
+                grasps = s.handle[1].candidates
+                if grasps:
+                    d = float(np.hypot(*(np.asarray(grasps[0].position[:2]) - spot[:2])))
+                    if d <= self.p['handover_search_m']:
+                        near.append((d, grasps))
+            if near:
+                candidates = _like_grasp(min(near, key=lambda x: x[0])[1], grasp)
+        except ServiceUnavailable as exc:
+            self.node.get_logger().warning(f'hand-over spot not seen again ({exc})')
+        if not candidates:
+            self.node.get_logger().warning('part not found again on the hand-over spot; '
+                                           'grasping where it was put')
+            g = Grasp(0, grasp.score, grasp.opening_m, grasp.position, grasp.orientation)
+            g.handle = grasp_to_affordance(g, self.p['base_frame'], 'staged_part')
+            candidates = [g]
+        remaining = list(candidates)
+        planning = 0.0
+        out = MoveOutcome(False, 'grasp_failed', 'no candidate')
+        for _ in range(self.p['max_grasp_attempts']):
+            if not remaining:
+                break
+            pos, quat = places.place_pose(destination, remaining[0])
+            out = self._run_pick_place(remaining[0].handle.object_id or 'staged_part',
+                                       [g.handle for g in remaining], pos, quat,
+                                       f'table hand-over spot -> {destination}')
+            planning += out.planning_time_s
+            if out.success or out.error != 'grasp_failed':
+                break
+            remaining = remaining[max(out.grasp_index, 0) + 1:]
+        out.planning_time_s = planning
+        return out
 
     def acquire_and_inspect(self, expected_part_id: str = '') -> Inspection:
         node = self.node
@@ -457,8 +587,8 @@ class CellManagerNode(Node):
         with self.lock:
             self.latest_image = msg
             self.image_arrivals[_stamp_s(msg.header.stamp)] = time.monotonic()
-            if len(self.image_arrivals) > 60:
-                for key in sorted(self.image_arrivals)[:-30]:
+            if len(self.image_arrivals) > 400:
+                for key in sorted(self.image_arrivals)[:-200]:
                     del self.image_arrivals[key]
 
     # -- status ---------------------------------------------------------------------------
