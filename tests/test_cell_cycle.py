@@ -44,6 +44,7 @@ class FakeCell(CellServices):
     estop: bool = False
     cancel_after: str = ''       # method name after which cancel is requested
     cancel_flag: bool = False
+    handover_fails: bool = False  # sorting leaves the part on the table, fixture empty
 
     def _enter(self, name):
         self.clock += 1.0
@@ -99,6 +100,11 @@ class FakeCell(CellServices):
         self.at_rest = False
         if self.fixture is None:
             return MoveOutcome(False, 'grasp_failed', 'gripper closed on nothing')
+        if self.handover_fails and destination != 'review':
+            self.table.append(self.fixture)
+            self.fixture = None
+            return MoveOutcome(False, 'plan_failed', 'part left on the table hand-over spot',
+                               fixture_cleared=True)
         self.bins[destination].append(self.fixture)
         self.fixture = None
         self._leave('move_from_fixture')
@@ -304,3 +310,13 @@ def test_consecutive_failures_stop_the_cycle(tmp_path):
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match='max_grasp_attempts'):
         CycleConfig(max_grasp_attempts=0)
+
+
+def test_failed_handover_is_recorded_and_the_cycle_goes_on(tmp_path):
+    cell = FakeCell(_parts(3), handover_fails=True)
+    summary, store, _ = _run(tmp_path, cell, config=CycleConfig(max_consecutive_failures=5))
+    recs = store.all()
+    assert len(recs) == 3 and all(r.outcome == 'sort_failed' for r in recs)
+    assert all(r.verdict and 'verdict' in r.failure_reason for r in recs)
+    assert '3 part(s) left that cannot be handled' in summary.message
+    assert cell.fixture is None and cell.at_rest

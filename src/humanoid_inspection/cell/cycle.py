@@ -128,6 +128,7 @@ class MoveOutcome:
     grasp_index: int = -1        # index into the candidates passed in, -1 if none executed
     planning_time_s: float = 0.0
     duration_s: float = 0.0      # trajectory duration (s, simulated robot time)
+    fixture_cleared: bool = False  # a failed move_from_fixture that left the fixture empty
 
 
 @dataclass
@@ -428,7 +429,7 @@ class InspectionCycle:
             return False
         rec = self.store.get(record_id)
         grasp = Grasp.from_json(rec.grasp) if rec.grasp else None
-        return self._sort(index, record_id, rec.verdict, grasp)
+        return self._sort(index, record_id, rec.verdict, grasp, sighting=sighting)
 
     def _pick_to_fixture(self, index: int, record_id: str, sighting: PartSighting,
                          candidates: List[Grasp]) -> bool:
@@ -550,7 +551,7 @@ class InspectionCycle:
         return True
 
     def _sort(self, index: int, record_id: str, verdict: str, grasp: Optional[Grasp],
-              recovering: bool = False) -> bool:
+              recovering: bool = False, sighting: Optional[PartSighting] = None) -> bool:
         destination = DESTINATIONS[verdict]
         if verdict == 'REVIEW':
             destination = self.config.review_destination
@@ -569,11 +570,19 @@ class InspectionCycle:
                 self._finish_sorted(record_id, verdict, destination)
                 self._event(index, record_id, 'sort', f'{verdict} -> {destination}')
                 return True
-            if out.error in ('estop', 'canceled'):
+            if out.error in ('estop', 'canceled') or out.fixture_cleared:
                 break
             if out.error != 'grasp_failed':
                 break
         reason = f'sorting to {destination} failed: {last.error}: {last.message}'
+        if last.fixture_cleared and last.error not in ('estop', 'canceled'):
+            # the part is out of the fixture (on the table): record it, keep going
+            if sighting is not None:
+                self._skipped.append(sighting)
+            self._finish_failed(record_id, 'sort_failed', f'{reason} (verdict {verdict} kept)')
+            self._event(index, record_id, 'sort', reason)
+            self.services.go_to_rest()
+            return False
         if last.error == 'grasp_failed' and recovering:
             self._finish_failed(record_id, 'interrupted',
                                 'after a restart the inspected part was no longer in the '
