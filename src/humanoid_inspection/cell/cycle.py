@@ -81,6 +81,7 @@ class Perception:
     sightings: List[PartSighting]
     compute_s: float = 0.0
     snapshot: Optional[np.ndarray] = None   # uint8 HxWx3 RGB of the head camera
+    note: str = ''                          # what was seen but left out, and why
 
 
 @dataclass
@@ -353,6 +354,7 @@ class InspectionCycle:
             if not candidates:
                 skipped = len(seen.sightings) - len(candidates)
                 note = f' ({skipped} part(s) left that cannot be handled)' if skipped else ''
+                note += f' [{seen.note}]' if seen.note else ''
                 return f'table empty after {index} part(s){note}'
             sighting = candidates[0]
             record_id = self.store.create(self.run_id, index, sim_time_s=self._sim())

@@ -144,8 +144,8 @@ def _import_type(type_name: str):
 class TopicRecorder:
     """Subscribe to every topic (raw CDR) and write it to an McapRecorderFile.
 
-    Reliability follows the publishers (best effort if any publisher is best effort), so
-    sensor streams and reliable topics are both received.
+    Subscriptions are best effort, which matches reliable and best-effort publishers alike
+    (a message lost under load is lost from the recording, never blocks a publisher).
     """
 
     def __init__(self, node, mcap_file: McapRecorderFile, exclude: Iterable[str] = ()):
@@ -172,11 +172,9 @@ class TopicRecorder:
             if not self.file.add_topic(topic, type_name):
                 self._subs[topic] = None
                 continue
-            infos = self.node.get_publishers_info_by_topic(topic)
-            best_effort = any(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
-                              for i in infos)
-            qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT
-                             if best_effort else ReliabilityPolicy.RELIABLE)
+            # best effort + volatile is compatible with every publisher (reliable or not,
+            # latched or not); a publisher not discovered yet can't tell its QoS
+            qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
             self._subs[topic] = self.node.create_subscription(
                 msg_type, topic, lambda data, t=topic: self._on_message(t, data), qos, raw=True)
 

@@ -307,9 +307,14 @@ class RosCellServices(CellServices):
             PartSighting(d.id, d.class_id, float(d.score), (d.center_x_px, d.center_y_px), d)
             for d in det.detections if d.score >= self.p['min_detection_score']]
         sightings.sort(key=lambda s: -s.score)
+        low = len(det.detections) - len(sightings)
+        ignored = []
         if sightings:
-            sightings = self._attach_grasps(sightings)
-        return Perception(sightings, compute, picture)
+            sightings, ignored = self._attach_grasps(sightings)
+        note = '; '.join(([f'{low} detection(s) below score {self.p["min_detection_score"]}']
+                          if low else []) + ignored + ([det.diagnostic] if det.diagnostic
+                                                       else []))
+        return Perception(sightings, compute, picture, note)
 
     def _attach_grasps(self, sightings):
         """Ask affordance/predict once for every object; drop parts outside the pick area.
@@ -342,18 +347,18 @@ class RosCellServices(CellServices):
             f' (discarded: {a.discarded_no_depth} no depth, {a.discarded_too_wide} too wide, '
             f'{a.discarded_other} other)')
         area = self.pick_area()
-        kept = []
+        kept, ignored = [], []
         for s in sightings:
             cands = by_object.get(s.object_id, [])
             grasps = [affordance_to_grasp(i, c) for i, c in enumerate(cands)]
             if grasps:
                 why = area.reason_outside(grasps[0].position)
                 if why:
-                    self.node.get_logger().debug(f'{s.object_id} ignored: {why}')
+                    ignored.append(f'{s.object_id} {why}')
                     continue
             s.handle = (s.handle, Grasps(grasps, compute, '' if grasps else empty_reason))
             kept.append(s)
-        return kept
+        return kept, ignored
 
     def pick_area(self):
         """The table area parts are picked from (review tray excluded)."""
