@@ -59,6 +59,8 @@ PARAMS = (
     Param('vlm.coordinate_convention', 'resized_pixels',
           'resized_pixels | normalized_1000 | normalized_1 | percent'),
     Param('vlm.coordinate_order', 'xy', 'xy | yx'),
+    Param('vlm.image_preprocessing', 'numpy',
+          'numpy (perception/qwen_preprocess.py, same tensors, ~3x faster) | transformers'),
 )
 
 
@@ -151,7 +153,8 @@ class PerceptionNode(Node):
                     min_pixels=p['vlm.min_pixels'], max_pixels=p['vlm.max_pixels'],
                     thinking=p['vlm.thinking'],
                     coordinate_convention=p['vlm.coordinate_convention'],
-                    coordinate_order=p['vlm.coordinate_order']))
+                    coordinate_order=p['vlm.coordinate_order'],
+                    image_preprocessing=p['vlm.image_preprocessing']))
             except (CheckpointError, ValueError) as exc:
                 raise StartupError(f'perception backend vlm: {exc}') from exc
         raise StartupError(f"parameter 'backend' is '{p['backend']}'; expected classical | vlm")

@@ -12,6 +12,12 @@ otherwise the checkpoint's AutoTokenizer + AutoImageProcessor (transformers' pro
 also builds a video processor, which needs torchvision; this project does not install it);
 both give the same tensors. The model's coordinates are mapped back to the original image with
 the resized input size from image_grid_thw (see vlm_parsing).
+
+Image preprocessing (`image_preprocessing`): 'numpy' (default) runs perception/qwen_preprocess.py
+with the checkpoint image processor's settings -- the same pixel_values and image_grid_thw as
+transformers' processor (tested equal), ~3x faster; 'transformers' calls the checkpoint's image
+processor. The tokenised prompt is cached per (prompt text, image token count): the robot asks
+the same question of every frame.
 """
 
 import json
@@ -23,6 +29,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from humanoid_inspection.perception import vlm_prompts
+from humanoid_inspection.perception.qwen_preprocess import (
+    QwenImagePreprocessor, QwenImageSettings)
 from humanoid_inspection.perception.rgbd import (
     InvalidFrameError, backproject_pixels, validate_frame)
 from humanoid_inspection.perception.types import (
@@ -36,6 +44,7 @@ EXPECTED = ('a local Qwen2.5-VL-family checkpoint folder (model_type qwen2_5_vl:
             'MiMo-VL, RoboBrain 2.0, Qwen2.5-VL) with config.json, *.safetensors weights, '
             'tokenizer files and preprocessor_config.json')
 DTYPES = ('auto', 'bfloat16', 'float16', 'float32')
+IMAGE_PREPROCESSING = ('numpy', 'transformers')
 
 
 class CheckpointError(RuntimeError):
@@ -56,6 +65,8 @@ class VlmConfig:
         coordinate_convention, coordinate_order: how the model writes coordinates
             (vlm_parsing.CONVENTIONS; 'resized_pixels' for the Qwen2.5-VL family).
         parts_description: how the detection prompt names the parts.
+        image_preprocessing: 'numpy' (perception/qwen_preprocess.py, the default) or
+            'transformers' (the checkpoint's image processor); same tensors.
     """
 
     model_path: str = ''
@@ -68,6 +79,7 @@ class VlmConfig:
     coordinate_convention: str = 'resized_pixels'
     coordinate_order: str = 'xy'
     parts_description: str = 'die-cast metal part (casting)'
+    image_preprocessing: str = 'numpy'
 
 
 @dataclass
@@ -153,11 +165,14 @@ class VlmBackend:
 
         Raises:
             CheckpointError: missing/incompatible checkpoint, or loading failed.
-            ValueError: bad device or dtype.
+            ValueError: bad device, dtype or image_preprocessing.
         """
         import torch
         from transformers import Qwen2_5_VLForConditionalGeneration
         self.config = config
+        if config.image_preprocessing not in IMAGE_PREPROCESSING:
+            raise ValueError(f'image_preprocessing must be one of {IMAGE_PREPROCESSING}, got '
+                             f'{config.image_preprocessing!r}')
         model_config = check_checkpoint(config.model_path)
         if config.device.startswith('cuda') and not torch.cuda.is_available():
             raise ValueError(f"device '{config.device}' requested but CUDA is not available")
@@ -179,6 +194,20 @@ class VlmBackend:
                 f"({model_config.get('image_token_id')})")
         self._stop_strings = [t for t in ('<|im_end|>', '<|endoftext|>', self.tokenizer.pad_token)
                               if t]
+        self._setup_preprocessing()
+
+    def _setup_preprocessing(self) -> None:
+        """The numpy image preprocessor (checkpoint settings) and the prompt-token cache.
+
+        Raises:
+            ValueError: unknown config.image_preprocessing.
+        """
+        if self.config.image_preprocessing not in IMAGE_PREPROCESSING:
+            raise ValueError(f'image_preprocessing must be one of {IMAGE_PREPROCESSING}, got '
+                             f'{self.config.image_preprocessing!r}')
+        self.preprocessor = QwenImagePreprocessor(QwenImageSettings.from_processor(
+            self.image_processor, self.config.min_pixels, self.config.max_pixels))
+        self._token_cache = {}
 
     @classmethod
     def from_components(cls, config: VlmConfig, model, tokenizer, image_processor,
@@ -192,6 +221,7 @@ class VlmBackend:
         self.image_token = '<|image_pad|>'
         self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
         self._stop_strings = [t for t in ('<|im_end|>', '<|endoftext|>', tokenizer.pad_token) if t]
+        self._setup_preprocessing()
         return self
 
     # -- prompt -> tensors -> text ------------------------------------------------------------
@@ -209,28 +239,50 @@ class VlmBackend:
 
     def prepare(self, image_rgb: np.ndarray, user_text: str) -> PreparedInput:
         """Preprocess one RGB image and a user text into model inputs."""
-        import torch
-        from PIL import Image
         if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
             raise ValueError(f'image must be HxWx3 uint8 RGB, got {image_rgb.shape} '
                              f'{image_rgb.dtype}')
         prompt = self.render_prompt(user_text)
-        vision = self.image_processor(
-            images=[Image.fromarray(image_rgb)], return_tensors='pt',
-            size={'shortest_edge': self.config.min_pixels,
-                  'longest_edge': self.config.max_pixels})
+        vision = self.preprocess_image(image_rgb)
         grid = vision['image_grid_thw'][0]
-        merge = int(getattr(self.image_processor, 'merge_size', 2))
-        patch = int(getattr(self.image_processor, 'patch_size', 14))
+        merge = self.preprocessor.settings.merge_size
+        patch = self.preprocessor.settings.patch_size
         n_tokens = int(grid.prod()) // (merge * merge)
-        text = prompt.replace(self.image_token, self.image_token * n_tokens, 1)
-        ids = self.tokenizer(text, return_tensors='pt', add_special_tokens=False)
+        ids = self._tokens(prompt, n_tokens)
         tensors = {'input_ids': ids['input_ids'], 'attention_mask': ids['attention_mask'],
-                   'mm_token_type_ids': (ids['input_ids'] == self.image_token_id).to(torch.int),
+                   'mm_token_type_ids': ids['mm_token_type_ids'],
                    'pixel_values': vision['pixel_values'],
                    'image_grid_thw': vision['image_grid_thw']}
         resized = (int(grid[2]) * patch, int(grid[1]) * patch)
         return PreparedInput(tensors, resized, (image_rgb.shape[1], image_rgb.shape[0]), prompt)
+
+    def preprocess_image(self, image_rgb: np.ndarray) -> dict:
+        """{'pixel_values', 'image_grid_thw'} torch tensors of one RGB image (config's path)."""
+        import torch
+        if self.config.image_preprocessing == 'transformers':
+            from PIL import Image
+            return self.image_processor(
+                images=[Image.fromarray(image_rgb)], return_tensors='pt',
+                size={'shortest_edge': self.config.min_pixels,
+                      'longest_edge': self.config.max_pixels})
+        pixel_values, grid = self.preprocessor(image_rgb)
+        return {'pixel_values': torch.from_numpy(pixel_values),
+                'image_grid_thw': torch.from_numpy(grid)}
+
+    def _tokens(self, prompt: str, n_tokens: int) -> dict:
+        """input_ids / attention_mask / mm_token_type_ids of the expanded prompt (cached)."""
+        import torch
+        key = (prompt, n_tokens)
+        hit = self._token_cache.get(key)
+        if hit is None:
+            text = prompt.replace(self.image_token, self.image_token * n_tokens, 1)
+            ids = self.tokenizer(text, return_tensors='pt', add_special_tokens=False)
+            hit = {'input_ids': ids['input_ids'], 'attention_mask': ids['attention_mask'],
+                   'mm_token_type_ids': (ids['input_ids'] == self.image_token_id).to(torch.int)}
+            if len(self._token_cache) >= 64:
+                self._token_cache.pop(next(iter(self._token_cache)))
+            self._token_cache[key] = hit
+        return {k: v.clone() for k, v in hit.items()}
 
     def generate(self, prepared: PreparedInput) -> str:
         """Greedy generation; return the decoded new text (thinking kept, pad/eos removed)."""
