@@ -7,10 +7,13 @@ Figures (median / p90 ms over --repeats runs, one process, this machine's cores)
 - vlm_overhead: everything the VLM path does except the model's forward pass -- prompt
   rendering, image preprocessing (Qwen smart_resize to 644x476, normalise, patchify),
   tokenisation, and parsing a realistic answer -- on a tiny offline checkpoint with the real
-  preprocessing settings (max_pixels 28*28*1280); baseline: transformers' image processor
-  call alone.
-- affordance: grasps_for_detection per object with the classical mask; baseline: the same
-  object from its 2D box only (mask_from_box first, the VLM-box path).
+  preprocessing settings (max_pixels 28*28*1280), with the default numpy preprocessing
+  (perception/qwen_preprocess.py) and, as the baseline, with transformers' image processor
+  (image_preprocessing='transformers'); also the image preprocessing alone on both paths, and
+  whether the two give the same tensor.
+- affordance: grasps_for_detection per object with the classical mask (footprint + wall
+  grasps); baselines: footprint grasps only (wall_grasps=False, the previous behaviour) and the
+  same object from its 2D box only (mask_from_box first, the VLM-box path).
 
 Usage: python bench/bench_perception.py [--repeats N] [--out bench/results/perception.json]
 """
@@ -76,57 +79,73 @@ def bench_classical(frame, repeats):
 
 
 def bench_vlm_overhead(frame, repeats):
-    from PIL import Image
-
     from humanoid_inspection.perception import vlm_prompts
     from humanoid_inspection.perception.tiny_vlm import build_tiny_checkpoint
     from humanoid_inspection.perception.vlm_backend import VlmBackend, VlmConfig
     from humanoid_inspection.perception.vlm_parsing import parse_points
     answer = ('[{"points": [[444, 257], [452, 249]], "label": "the place where a parallel '
               'gripper should grasp the housing"}]')
+    question = vlm_prompts.grasp_point_prompt('housing')
+    out = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = build_tiny_checkpoint(Path(tmp) / 'tiny')
-        backend = VlmBackend(VlmConfig(model_path=str(path)))  # real min/max pixels
+        backends = {name: VlmBackend(VlmConfig(model_path=str(path),   # real min/max pixels
+                                               image_preprocessing=name))
+                    for name in ('numpy', 'transformers')}
+        tensors = {}
+        for name, backend in backends.items():
+            def overhead(b=backend):
+                prepared = b.prepare(frame.color, question)
+                return prepared, parse_points(answer, b.coordinate_frame(prepared))
 
-        def overhead():
-            prepared = backend.prepare(frame.color, vlm_prompts.grasp_point_prompt('housing'))
-            return prepared, parse_points(answer, backend.coordinate_frame(prepared))
-
-        med, p90, (prepared, points) = timed(overhead, repeats)
-        ip = backend.image_processor
-        size = {'shortest_edge': backend.config.min_pixels,
-                'longest_edge': backend.config.max_pixels}
-        bmed, bp90, _ = timed(lambda: ip(images=[Image.fromarray(frame.color)],
-                                         return_tensors='pt', size=size), repeats)
-        pmed, pp90, _ = timed(lambda: parse_points(answer, backend.coordinate_frame(prepared)),
-                              repeats)
-    n_img = int((prepared.tensors['input_ids'] == backend.image_token_id).sum())
-    print(f"{'vlm_overhead (no forward)':28s} median {med:6.2f} ms  p90 {p90:6.2f} ms  "
-          f'input {prepared.resized_size[0]}x{prepared.resized_size[1]}, {n_img} image tokens')
-    print(f"{'  of which parse':28s} median {pmed:6.3f} ms")
-    print(f"{'baseline_hf_image_processor':28s} median {bmed:6.2f} ms  p90 {bp90:6.2f} ms")
-    return {'vlm_overhead': {'median_ms': med, 'p90_ms': p90, 'parse_median_ms': pmed,
-                             'resized_size': list(prepared.resized_size),
-                             'image_tokens': n_img, 'processor': backend.processor_source},
-            'baseline_hf_image_processor': {'median_ms': bmed, 'p90_ms': bp90}}
+            med, p90, (prepared, points) = timed(overhead, repeats)
+            imed, ip90, vision = timed(lambda b=backend: b.preprocess_image(frame.color),
+                                       repeats)
+            pmed, _, _ = timed(lambda b=backend, p=prepared: parse_points(
+                answer, b.coordinate_frame(p)), repeats)
+            tensors[name] = vision['pixel_values'].numpy()
+            n_img = int((prepared.tensors['input_ids'] == backend.image_token_id).sum())
+            key = 'vlm_overhead' if name == 'numpy' else 'baseline_vlm_overhead_transformers'
+            out[key] = {'median_ms': med, 'p90_ms': p90, 'image_preprocessing_median_ms': imed,
+                        'image_preprocessing_p90_ms': ip90, 'parse_median_ms': pmed,
+                        'resized_size': list(prepared.resized_size), 'image_tokens': n_img,
+                        'image_preprocessing': name, 'processor': backend.processor_source}
+            print(f"{key + ' (no forward)':44s} median {med:6.2f} ms  p90 {p90:6.2f} ms  "
+                  f'input {prepared.resized_size[0]}x{prepared.resized_size[1]}, '
+                  f'{n_img} image tokens')
+            print(f"{'  of which image preprocessing (' + name + ')':44s} median {imed:6.2f} ms"
+                  f'  p90 {ip90:6.2f} ms')
+            print(f"{'  of which parse':44s} median {pmed:6.3f} ms")
+    diff = float(np.abs(tensors['numpy'] - tensors['transformers']).max())
+    out['vlm_overhead']['max_abs_diff_vs_transformers'] = diff
+    print(f"{'numpy vs transformers pixel_values':44s} max |diff| {diff:.3g} "
+          f"(shape {tensors['numpy'].shape})")
+    return out
 
 
 def bench_affordance(frame, repeats):
+    from humanoid_inspection.affordance.grasp import GraspConfig
     result = ClassicalBackend().detect(frame.color, frame.depth, frame.intrinsics)
     depth = depth_to_metres(frame.depth)
-    per_obj, per_box = [], []
+    footprint_only = GraspConfig(wall_grasps=False)
+    per_obj, per_footprint, per_box = [], [], []
     for det in result.detections:
         per_obj.append(timed(lambda d=det: grasps_for_detection(d, depth, frame.intrinsics),
                              repeats)[0])
+        per_footprint.append(timed(lambda d=det: grasps_for_detection(
+            d, depth, frame.intrinsics, footprint_only), repeats)[0])
         boxed = type(det)(det.id, det.class_id, det.score, 'vlm', det.box_xyxy)
         per_box.append(timed(lambda d=boxed: grasps_for_detection(d, depth, frame.intrinsics),
                              repeats)[0])
     out = {'affordance_per_object': {'median_ms': float(np.median(per_obj)),
                                      'per_object_ms': per_obj},
+           'baseline_footprint_only_per_object': {'median_ms': float(np.median(per_footprint)),
+                                                  'per_object_ms': per_footprint},
            'baseline_box_only_per_object': {'median_ms': float(np.median(per_box)),
                                             'per_object_ms': per_box}}
-    print(f"{'affordance per object':28s} median {np.median(per_obj):6.2f} ms")
-    print(f"{'baseline box-only per object':28s} median {np.median(per_box):6.2f} ms")
+    print(f"{'affordance per object (footprint + walls)':44s} median {np.median(per_obj):6.2f} ms")
+    print(f"{'baseline footprint-only per object':44s} median {np.median(per_footprint):6.2f} ms")
+    print(f"{'baseline box-only per object':44s} median {np.median(per_box):6.2f} ms")
     return out
 
 

@@ -116,3 +116,13 @@ def test_backend_paths_give_the_same_inputs(tmp_path):
     assert fast.prepare(image, 'where is the part?').tensors['input_ids'][0, 0] != -1
     with pytest.raises(ValueError, match='image_preprocessing'):
         VlmBackend(VlmConfig(model_path=str(path), image_preprocessing='opencv'))
+
+
+def test_single_thread_gives_the_same_tensor():
+    image = np.random.default_rng(8).integers(0, 256, (300, 401, 3), dtype=np.uint8)
+    threaded = QwenImagePreprocessor(threads=2)
+    single = QwenImagePreprocessor(threads=1)
+    np.testing.assert_array_equal(threaded(image)[0], single(image)[0])
+    threaded.close()
+    with pytest.raises(ValueError, match='threads'):
+        QwenImagePreprocessor(threads=0)
