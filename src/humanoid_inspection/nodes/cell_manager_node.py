@@ -176,12 +176,17 @@ class ArmParker:
         self.cell = cell
         self.park_xyz = tuple(node.params['park_xyz'])
         self.robot = RobotModel.from_project()
+        obstacles = obstacles_from_cell(cell)
+        self.obstacle_names = [o.name for o in obstacles]
         self.planner = MotionPlanner(
-            self.robot, CollisionChecker(self.robot, obstacles_from_cell(cell), padding=0.01),
-            seed=0)
+            self.robot, CollisionChecker(self.robot, obstacles, padding=0.01), seed=0)
 
     def park(self, side: str, speed_scale: float, timeout_s: float) -> str:
-        """Move one arm's hand to the park pose; '' on success, else the reason."""
+        """Move one arm's hand to the park pose; '' on success, else the reason.
+
+        The fingers may touch the cell at the start (a failed grasp leaves them closed on the
+        table or in the fixture): finger-vs-cell contacts are allowed, nothing else.
+        """
         group = self.robot.group(f'{side}_arm')
         with self.node.lock:
             state = dict(self.node.joint_positions)
@@ -199,11 +204,18 @@ class ArmParker:
                                                                     else -1),
                                self.park_xyz[2], 1.0])
         target[:3, 3] = (np.linalg.inv(world_T_base) @ park_world)[:3]
-        result = self.planner.plan_to_pose(group, q, target, timeout_s=2.0)
+        allowed = [(f'{side}_{f}', o) for f in ('finger_link', 'finger_mirror_link')
+                   for o in self.obstacle_names]
+        allowed += [(b, a) for a, b in allowed]
+        # IK then a joint plan (plan_to_pose would refuse a start whose fingers touch the cell)
+        ik = self.planner.solve_ik(group, q, target, allowed, 0.05)
+        if not ik.success:
+            return f'no IK solution for the park pose: {ik.message}'
+        result = self.planner.plan_joint(group, q, ik.q, allowed, timeout_s=2.0)
         if not result.success:
             return f'no collision-free path to the park pose: {result.message}'
         goal = np.asarray(result.path[-1], dtype=float)
-        traj = self.planner.time_parameterize(group, result.path, q,
+        traj = self.planner.time_parameterize(group, result.path, q, allowed=allowed,
                                               velocity_scale=speed_scale,
                                               acceleration_scale=speed_scale)
         msg = JointTrajectory(joint_names=list(traj.joint_names))
@@ -433,8 +445,15 @@ class RosCellServices(CellServices):
 
     def pick_place(self, sighting, grasps, destination) -> MoveOutcome:
         pos, quat = self.places().place_pose(destination, grasps[0])
-        return self._run_pick_place(sighting.object_id, [g.handle for g in grasps], pos, quat,
-                                    f'{sighting.object_id} -> {destination}')
+        out = self._run_pick_place(sighting.object_id, [g.handle for g in grasps], pos, quat,
+                                   f'{sighting.object_id} -> {destination}')
+        if out.error == 'grasp_failed' and out.arm in ('left', 'right') \
+                and self.p['park_after_handover']:
+            # a failed grasp leaves the hand at the part: lift it away before the retry
+            why = self.park(out.arm)
+            if why:
+                self.node.get_logger().warning(f'{out.arm} arm not parked: {why}')
+        return out
 
     def move_from_fixture(self, grasp, destination) -> MoveOutcome:
         """Fixture -> destination directly, or via the part's table spot (two arms).
