@@ -185,6 +185,24 @@ class SimGraspTrial:
                 'reason': 'no IK / not reached for the first candidates'}
 
 
+def evaluate(result, T, truth, radius):
+    """(matched errors mm, false detections) of a PerceptionResult against truth centres."""
+    centres = [T[:3, :3] @ d.centroid_m + T[:3, 3] for d in result.detections if d.has_3d]
+    used, errors = set(), []
+    for t in truth:
+        best, best_d = None, radius
+        for i, c in enumerate(centres):
+            d = np.linalg.norm((c - t)[:2])
+            if i not in used and d < best_d:
+                best, best_d = i, d
+        if best is None:
+            errors.append(float('nan'))
+        else:
+            used.add(best)
+            errors.append(1e3 * float(np.linalg.norm(centres[best] - t)))
+    return errors, len(result.detections) - len(used)
+
+
 def grasp_rows(result, depth_m, intr, T, truth, ids, grasp_cfgs, grasp_stats, trial,
                grasps_for_detection, to_frame):
     """Candidates per detection for each grasp variant, and the sim trial of the best ones."""

@@ -86,7 +86,8 @@ def test_detections_and_grasps_over_dds(launch_nodes, ros_client, frame):
         assert np.min(np.linalg.norm(frame.centroids_cam - centre, axis=1)) < 0.005
     arr = _feed_until(feed, lambda: [c for c in cands if c.candidates], 30, 'candidates')[-1]
     assert arr.header.frame_id == 'base_link'
-    assert {c.object_id for c in arr.candidates} == {d.id for d in msg.detections}
+    assert {c.object_id for c in arr.candidates} == {d.id for d in msg.detections}, \
+        (arr.diagnostic, arr.discarded_too_wide, arr.discarded_no_depth, arr.discarded_other)
     assert all(c.gripper_opening_m <= 0.10 + 1e-6 for c in arr.candidates)
     scores = [c.score for c in arr.candidates]
     assert scores == sorted(scores, reverse=True)

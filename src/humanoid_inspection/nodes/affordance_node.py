@@ -55,6 +55,11 @@ PARAMS = (
     Param('opening_margin_m', 0.02, 'opening added to the object width (m)', 0.0, 0.2),
     Param('default_opening_m', 0.06, 'opening for VLM points without a mask (m)', 0.0, 1.0),
     Param('max_candidates_per_object', 4, 'keep at most this many per object', 1, 100),
+    Param('wall_grasps', True, 'also pinch grasps across walls/rims/webs (parts too wide)'),
+    Param('wall_opening_margin_m', 0.01, 'opening added to a wall thickness (m)', 0.0, 0.1),
+    Param('fingertip_below_tcp_m', 0.02, 'fingertips below the TCP (m, gripper geometry)',
+          0.0, 0.5),
+    Param('tip_clearance_m', 0.003, 'fingertips above what lies under them (m)', 0.0, 0.1),
 )
 
 
@@ -138,7 +143,11 @@ class AffordanceNode(Node):
             finger = finger if finger > 0 else gripper.finger_length_m
         return GraspConfig(max_opening_m=max_open, finger_length_m=finger,
                            opening_margin_m=self.p['opening_margin_m'],
-                           default_opening_m=self.p['default_opening_m'])
+                           default_opening_m=self.p['default_opening_m'],
+                           wall_grasps=self.p['wall_grasps'],
+                           wall_opening_margin_m=self.p['wall_opening_margin_m'],
+                           fingertip_below_tcp_m=self.p['fingertip_below_tcp_m'],
+                           tip_clearance_m=self.p['tip_clearance_m'])
 
     def _on_info(self, msg):
         try:
