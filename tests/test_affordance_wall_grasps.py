@@ -6,6 +6,8 @@ an open box shell like the cell's housings (wider than the gripper from every si
 part parameters; grasps are checked in the world (table) frame.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -129,17 +131,21 @@ def test_hub_is_grasped_by_its_rim_or_its_hub(castings):
 
 
 def test_a_blocked_wall_is_not_grasped():
-    """A tall block right outside the housing's -y wall leaves no room for the outer finger."""
+    """A tall block 12 mm outside the housing's -y wall leaves no room for the outer finger.
+
+    The finger needs its 15 mm thickness + 5 mm clearance. Seen from the camera the two merge
+    into one component, so the detection gets the housing's true mask (a test of the grasp
+    planner given a right segmentation).
+    """
     lx, ly, h = BOX['size']
     c, s = np.cos(BOX['yaw']), np.sin(BOX['yaw'])
-    local = np.array([0.0, -ly / 2 - 0.012])
+    local = np.array([0.0, -ly / 2 - 0.012 - 0.006])
     block_xy = (BOX['xy'][0] + c * local[0] - s * local[1],
                 BOX['xy'][1] + s * local[0] + c * local[1])
     parts = [open_box(BOX['xy'], BOX['size'], BOX['wall'], BOX['base'], BOX['yaw']),
              BoxPart(block_xy, (lx, 0.012, 0.05), BOX['yaw'], rgb=(150, 150, 160))]
     frame, result, depth = _render(parts, seed=1)
-    det = min(result.detections, key=lambda d: np.linalg.norm(d.centroid_m -
-                                                              frame.centroids_cam[0]))
+    det = dataclasses.replace(result.detections[0], mask=frame.object_ids == 0)
     g = grasps_for_detection(det, depth, frame.intrinsics, CFG)
     assert g.candidates
     for cand in g.candidates:

@@ -8,9 +8,9 @@ on the object's height map (affordance/height_map.py):
    the footprint's minimum-area rectangle, i.e. perpendicular to a box's walls) the height map
    is resampled in that direction (cv2.warpAffine, nearest cell) along parallel lines every
    `line_step_m`; each sample is the highest cell under the finger's width (a slab of
-   +-finger_width/2 across the line), used for collisions, and the height reached under at
-   least a third of the finger width, used for the gripped material (so a ragged edge of a
-   long web does not make a graspable stub).
+   +-finger_width/2 across the line), used for collisions, and the height held over a third of
+   the finger width in one piece (cv2.erode then cv2.dilate across the line), used for the
+   gripped material (so a ragged edge of a long web does not make a graspable stub).
 2. Runs: at each level z (from the tip clearance up in `level_step_m` steps) a run is a stretch
    of a gripped-material profile higher than z: the material the fingers would squeeze. All
    levels and lines of one direction are handled in one array pass.
@@ -38,7 +38,6 @@ from typing import List, Optional
 
 import cv2
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from humanoid_inspection.affordance.height_map import HeightMap
 
@@ -133,12 +132,19 @@ def find_wall_grasps(hm: HeightMap, params: Optional[WallGraspParams] = None,
                              flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
                              borderMode=cv2.BORDER_CONSTANT, borderValue=(-1.0, 0.0, 0.0, 0.0))
         half_slab = slab_cells // 2
-        padded = np.pad(rot[:, :, 0], ((half_slab, half_slab), (0, 0)), constant_values=-1.0)
-        windows = sliding_window_view(padded, slab_cells, axis=0)[::row_step]  # (S, T, slab)
-        heights = windows.max(axis=-1).astype(float)
-        # material the pads grip: present under at least a third of the finger width
-        k = slab_cells - int(np.ceil(slab_cells / 3))
-        grip = np.partition(windows, k, axis=-1)[..., k].astype(float)
+        plane = np.ascontiguousarray(rot[:, :, 0])
+        heights = cv2.dilate(plane, np.ones((slab_cells, 1), np.uint8),
+                             borderType=cv2.BORDER_CONSTANT, borderValue=-1.0)
+        # material the pads grip: the height held over `grip_cells` consecutive cells somewhere
+        # under the finger width (min over grip_cells rows, then max over the slab's windows)
+        grip_cells = int(np.ceil(slab_cells / 3))
+        held = cv2.erode(plane, np.ones((grip_cells, 1), np.uint8), anchor=(0, 0),
+                         borderType=cv2.BORDER_CONSTANT, borderValue=-1.0)
+        grip = cv2.dilate(held, np.ones((slab_cells - grip_cells + 1, 1), np.uint8),
+                          anchor=(0, half_slab), borderType=cv2.BORDER_CONSTANT,
+                          borderValue=-1.0)
+        heights = heights[::row_step].astype(float)
+        grip = grip[::row_step].astype(float)
         known = cv2.blur(rot[:, :, 1], (1, slab_cells))[::row_step]
         occ = cv2.dilate(rot[:, :, 2], np.ones((slab_cells, 1), np.uint8))[::row_step] > 0.5
         s_rows = (np.arange(size) - hm.half)[::row_step] * cell
@@ -152,7 +158,7 @@ def _runs(heights, grip, known, occ, s_rows, t_cols, levels, land, c, perp, cent
     """Valid runs of one direction's profiles, as (centre, c, width, tip, top, observed).
 
     heights: (lines, T) highest cell under the finger width (landing zones, collisions);
-    grip: (lines, T) height reached under a third of the finger width (the gripped runs).
+    grip: (lines, T) height held over a third of the finger width in one piece (the runs).
     """
     cell = t_cols[1] - t_cols[0]
     n_rows, n_cols = heights.shape
@@ -167,12 +173,20 @@ def _runs(heights, grip, known, occ, s_rows, t_cols, levels, land, c, perp, cent
     first_occ = np.where(any_occ, np.argmax(occ, axis=1), n_cols)
     last_occ = np.where(any_occ, n_cols - 1 - np.argmax(occ[:, ::-1], axis=1), -1)
     flat = np.concatenate([grip, np.full((n_rows, 1), -1.0)], axis=1).ravel()
-    above = grip[None, :, :] > levels[:, None, None]
-    edges = np.diff(np.pad(above, ((0, 0), (0, 0), (1, 1))).astype(np.int8), axis=2)
-    lev, rows, t0 = np.nonzero(edges == 1)
-    t1 = np.nonzero(edges == -1)[2] - 1                 # inclusive end
-    if not len(t0):
+    # only the lines that cross the object can hold a run on it
+    lines = np.nonzero(any_occ)[0]
+    if not len(lines):
         return []
+    above = np.zeros((len(levels), len(lines), n_cols + 2), dtype=bool)
+    above[:, :, 1:-1] = grip[lines][None, :, :] > levels[:, None, None]
+    # toggles of each padded line alternate start, end (the padding is False at both ends)
+    toggles = np.flatnonzero(above[:, :, 1:] != above[:, :, :-1])
+    lev_line, pos = np.divmod(toggles, n_cols + 1)
+    if not len(pos):
+        return []
+    lev, rows = np.divmod(lev_line[0::2], len(lines))
+    rows = lines[rows]
+    t0, t1 = pos[0::2], pos[1::2] - 1                   # inclusive end
     width = (t1 - t0 + 1) * cell
     landing = np.maximum(np.maximum(zone_max[rows, t0], zone_max[rows, t1 + 1 + land]), 0.0)
     tip = landing + p.tip_clearance_m
