@@ -125,8 +125,9 @@ class QwenImagePreprocessor:
     by channel with the same fixed-point kernel, so resizing each channel as an 'L' image gives
     the same bytes): each channel is resized, reordered into patches, looked up and written into
     its slice of the output. With threads > 1 the resizes of channels 1 and 2 (the costly part,
-    ~1.6 ms each for 640x480) run on a small thread pool while the calling thread does channel 0
-    (PIL releases the GIL), which shortens the wall time on a multi-core CPU.
+    ~1.6 ms each for 640x480) run on threads - 1 workers while the calling thread does channel 0
+    (PIL releases the GIL), which shortens the wall time on a multi-core CPU (2 threads: ~4.5 ms
+    instead of ~6 ms for 640x480 on the project's 2-core machine).
     """
 
     def __init__(self, settings: QwenImageSettings = QwenImageSettings(),
@@ -137,7 +138,8 @@ class QwenImagePreprocessor:
             settings: the processor's settings.
             resample: 'pil' (BICUBIC, identical to transformers) or 'cv2' (INTER_CUBIC,
                 faster, not identical: ~0.003 mean absolute difference).
-            threads: worker threads for the channels (1 = all in the calling thread).
+            threads: threads working on one image, the caller included (1 = all in the calling
+                thread).
 
         Raises:
             ValueError: unknown resample, threads < 1 or inconsistent settings.
@@ -156,7 +158,9 @@ class QwenImagePreprocessor:
         self._pool = None
         if int(threads) > 1:
             from concurrent.futures import ThreadPoolExecutor
-            self._pool = ThreadPoolExecutor(int(threads), thread_name_prefix='qwen_preprocess')
+            # the calling thread works too: threads - 1 workers
+            self._pool = ThreadPoolExecutor(int(threads) - 1,
+                                            thread_name_prefix='qwen_preprocess')
 
     def output_size(self, height: int, width: int) -> Tuple[int, int]:
         """(resized height, resized width) for an input size."""
@@ -215,7 +219,8 @@ class QwenImagePreprocessor:
             for c in range(3):
                 self._patchify_channel(self.resize(planes[c], (rh, rw)), c, out)
         else:
-            # channels 1 and 2 resize on the pool while this thread does channel 0
+            # channels 1 and 2 resize on the pool (in turn with one worker) while this thread
+            # resizes and writes channel 0, then writes 1 and 2 as they come
             jobs = [self._pool.submit(self.resize, planes[c], (rh, rw)) for c in (1, 2)]
             self._patchify_channel(self.resize(planes[0], (rh, rw)), 0, out)
             for c, job in zip((1, 2), jobs):
