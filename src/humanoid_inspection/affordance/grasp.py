@@ -361,10 +361,8 @@ def _height_map(mask, depth_m, intrinsics, plane, obj, object_points, cfg
     h, w = depth_m.shape
     r0, r1 = max(0, rows.min() - pad), min(h, rows.max() + pad + 1)
     c0, c1 = max(0, cols.min() - pad), min(w, cols.max() + pad + 1)
-    crop = cv2.dilate(mask[r0:r1, c0:c1].astype(np.uint8),
-                      cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pad + 1,) * 2)) > 0
     d = depth_m[r0:r1, c0:c1]
-    rr, cc = np.nonzero(crop & ~np.isnan(d))
+    rr, cc = np.nonzero(~np.isnan(d))        # the whole box around the mask + the margin
     region = backproject_pixels(cc + c0, rr + r0, d[rr, cc], intrinsics)
     half = max(obj.length, obj.width) / 2 + margin_m
     return HeightMap(region, object_points, plane, obj.centre_on_plane, obj.major, half,

@@ -92,8 +92,11 @@ class HeightMap:
                                 for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
             centre = g[1:-1, 1:-1]
             support = (shifted >= centre - self.spike_m).sum(axis=0)
-            spike = known & (support < 2) & (centre > np.median(shifted, axis=0) + self.spike_m)
-            grid[spike] = np.median(shifted, axis=0)[spike]
+            rows, cols = np.nonzero(known & (support < 2))
+            if len(rows):
+                median = np.median(shifted[:, rows, cols], axis=0)
+                cut = centre[rows, cols] > median + self.spike_m
+                grid[rows[cut], cols[cut]] = median[cut]
         grid[~known] = np.nan
         return grid
 
