@@ -39,7 +39,10 @@ def live_graph(client_node, node_names):
     """{(node, kind, '/name'): type} read from the running graph for the given nodes."""
     from rclpy.action import get_action_server_names_and_types_by_node
     rows = {}
+    present = {name for name, _ in client_node.get_node_names_and_namespaces()}
     for node in node_names:
+        if node not in present:  # the by-node queries raise for a node not (yet) discovered
+            continue
         actions = get_action_server_names_and_types_by_node(client_node, node, '/')
         action_names = {name for name, _ in actions}
         for name, types in actions:
