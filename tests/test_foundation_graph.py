@@ -51,7 +51,7 @@ def live_graph(client_node, node_names):
             if name not in INFRA_TOPICS and '/_action/' not in name:
                 rows[(node, 'pub', name)] = types[0]
         for name, types in client_node.get_subscriber_names_and_types_by_node(node, '/'):
-            if name not in INFRA_TOPICS and '/_action/' not in name:
+            if name not in INFRA_TOPICS | {'/clock'} and '/_action/' not in name:
                 rows[(node, 'sub', name)] = types[0]
         for name, types in client_node.get_service_names_and_types_by_node(node, '/'):
             if name.endswith(INFRA_SERVICE_SUFFIXES) or '/_action/' in name:
