@@ -115,8 +115,12 @@ def _run_node(args, domain_id, timeout=60):
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_wrong_parameter_type_fails_at_startup_naming_the_parameter(ros_domain_id):
-    spec = launch_spec.nodes_by_name(['xray_inspection'])[0]
+NODE_NAMES = [spec.name for spec in launch_spec.ALL_NODES]
+
+
+@pytest.mark.parametrize('node', NODE_NAMES)
+def test_wrong_parameter_type_fails_at_startup_naming_the_parameter(node, ros_domain_id):
+    spec = launch_spec.nodes_by_name([node])[0]
     config = yaml.safe_load((ROOT / 'config' / spec.param_files[0]).read_text())
     name, value = next((k, v) for k, v in config[spec.name]['ros__parameters'].items()
                        if isinstance(v, (int, float)) and not isinstance(v, bool))
@@ -136,8 +140,9 @@ def test_unknown_parameter_file_fails_at_startup(ros_domain_id, tmp_path):
     assert 'no_such_params.yaml' in result.stderr + result.stdout
 
 
-def test_unknown_parameter_name_in_a_file_fails_at_startup(ros_domain_id, tmp_path):
-    spec = launch_spec.nodes_by_name(['xray_inspection'])[0]
+@pytest.mark.parametrize('node', NODE_NAMES)
+def test_unknown_parameter_name_in_a_file_fails_at_startup(node, ros_domain_id, tmp_path):
+    spec = launch_spec.nodes_by_name([node])[0]
     typo = tmp_path / 'typo.yaml'
     typo.write_text(yaml.safe_dump({spec.name: {'ros__parameters': {'detektor': 'cnn'}}}))
     args = [launch_spec.executable_path(spec)] + launch_spec.ros_arguments(
