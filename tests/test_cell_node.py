@@ -26,7 +26,8 @@ def test_cycle_without_perception_stops_with_a_clear_reason(launch_nodes, ros_cl
     from humanoid_inspection_interfaces.msg import CellStatus
     db = tmp_path / 'cell.db'
     stack = launch_nodes(['cell_manager'], params={'cell_manager': {
-        'records_db': str(db), 'perception_timeout_s': 1.5, 'status_rate_hz': 5.0}})
+        'records_db': str(db), 'perception_timeout_s': 1.5, 'server_wait_s': 2.0,
+        'status_rate_hz': 5.0}})
     statuses, diags = [], []
     ros_client.node.create_subscription(CellStatus, 'cell/status', statuses.append, 10)
     ros_client.node.create_subscription(DiagnosticArray, 'diagnostics', diags.append, 10)
@@ -82,6 +83,15 @@ class FakeCellServers:
                             callback_group=group)
         ActionServer(node, PickPlace, 'pick_place', self._pick_place, callback_group=group)
         ActionServer(node, InspectPart, 'inspect_part', self._inspect, callback_group=group)
+        from std_srvs.srv import Trigger
+        self.rest_calls = 0
+        node.create_service(Trigger, 'manipulation/rest', self._rest, callback_group=group)
+
+    def _rest(self, _request, response):
+        self.rest_calls += 1
+        response.success = True
+        response.message = 'at rest'
+        return response
 
     def _publish(self):
         from humanoid_inspection_interfaces.msg import Detection, DetectionArray

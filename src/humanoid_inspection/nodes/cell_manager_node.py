@@ -16,7 +16,6 @@ from typing import Optional
 import numpy as np
 
 from action_msgs.msg import GoalStatus
-from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Vector3
 from humanoid_inspection_interfaces.action import InspectPart, PickPlace, RunInspectionCycle
@@ -26,8 +25,7 @@ from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalRespons
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image, JointState
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from sensor_msgs.msg import Image
 
 from humanoid_inspection.cell.cycle import (
     CellServices, CycleConfig, Grasp, Grasps, Inspection, InspectionCycle, MoveOutcome,
@@ -57,13 +55,8 @@ PARAMS = (
           'reach both); others are tried directly first'),
     Param('handover_search_m', 0.08, 'the part is looked for this close to the hand-over spot '
           '(m)', 0.0, 1.0),
-    Param('park_after_handover', True, 'move the arm that set a part on the hand-over spot '
-          'to its park pose (collision-checked) so the other arm can take it'),
-    Param('park_xyz', [0.20, 0.35, 1.15], 'park position of the hand (world m; y mirrored '
-          'for the right arm)'),
-    Param('park_speed_scale', 0.5, 'fraction of the joint speed/acceleration limits when '
-          'parking', 0.05, 1.0),
-    Param('park_timeout_s', 10.0, 'extra time for a parking motion to arrive (s)', 1.0, 120.0),
+    Param('park_after_handover', True, 'send the robot to rest (rest_service) after a part '
+          'was set on the hand-over spot or a grasp failed, so the other arm can take it'),
     Param('place_drop_m', 0.0, 'clearance above the fixture / review surface at release (m)',
           0.0, 0.2),
     Param('bin_drop_m', 0.05, 'clearance above a bin floor at release (m)', 0.0, 0.5),
@@ -76,7 +69,8 @@ PARAMS = (
     Param('acquire_timeout_s', 60.0, 'xray/acquire timeout (s)', 0.5, 600.0),
     Param('inspect_timeout_s', 60.0, 'inspect_part timeout (s)', 0.5, 600.0),
     Param('ground_truth_service', '', 'simulation ground-truth service; empty = none'),
-    Param('rest_service', '', 'std_srvs/Trigger that sends the robot to rest; empty = none'),
+    Param('rest_service', 'manipulation/rest', 'std_srvs/Trigger that sends both arms to the '
+          'ready pose (the manipulation node); empty = none (no parking, no rest)'),
     Param('status_rate_hz', 1.0, 'cell/status and diagnostics rate (Hz)', 0.1, 50.0),
 )
 
@@ -157,84 +151,6 @@ def grasp_to_affordance(grasp: Grasp, frame: str, object_id: str) -> Affordance:
     return a
 
 
-class ArmParker:
-    """Moves an arm's hand up and away to a park pose along a collision-checked joint path.
-
-    Stopgap until the manipulation node offers a rest motion (``rest_service``): after the
-    left arm has set a part down on the table hand-over spot its hand hovers above the part,
-    in the way of the right arm. The path is planned with the manipulation library (OMPL in
-    joint space against the cell's collision model, TOPP-RA timing at reduced speed) and sent
-    to the arm's controller topic; arrival is confirmed from joint_states.
-    """
-
-    def __init__(self, node: 'CellManagerNode', cell):
-        from humanoid_inspection.manipulation.collision import CollisionChecker
-        from humanoid_inspection.manipulation.planner import MotionPlanner
-        from humanoid_inspection.manipulation.robot_model import RobotModel
-        from humanoid_inspection.manipulation.scene import obstacles_from_cell
-        self.node = node
-        self.cell = cell
-        self.park_xyz = tuple(node.params['park_xyz'])
-        self.robot = RobotModel.from_project()
-        obstacles = obstacles_from_cell(cell)
-        self.obstacle_names = [o.name for o in obstacles]
-        self.planner = MotionPlanner(
-            self.robot, CollisionChecker(self.robot, obstacles, padding=0.01), seed=0)
-
-    def park(self, side: str, speed_scale: float, timeout_s: float) -> str:
-        """Move one arm's hand to the park pose; '' on success, else the reason.
-
-        The fingers may touch the cell at the start (a failed grasp leaves them closed on the
-        table or in the fixture): finger-vs-cell contacts are allowed, nothing else.
-        """
-        group = self.robot.group(f'{side}_arm')
-        with self.node.lock:
-            state = dict(self.node.joint_positions)
-        if not state:
-            return 'no joint_states'
-        ref = self.robot.reference_configuration
-        q = np.array(ref() if callable(ref) else ref, dtype=float)
-        values = self.robot.configuration_to_dict(q)
-        values.update({k: v for k, v in state.items() if k in values})
-        q = self.robot.configuration_from_dict(values)
-        # park: the hand raised and pulled in towards its own shoulder side, top-down as now
-        world_T_base = self.cell.robot.pose.matrix()
-        target = self.robot.frame_pose(q, group.tip_frame)
-        park_world = np.array([self.park_xyz[0], self.park_xyz[1] * (1 if side == 'left'
-                                                                    else -1),
-                               self.park_xyz[2], 1.0])
-        target[:3, 3] = (np.linalg.inv(world_T_base) @ park_world)[:3]
-        allowed = [(f'{side}_{f}', o) for f in ('finger_link', 'finger_mirror_link')
-                   for o in self.obstacle_names]
-        allowed += [(b, a) for a, b in allowed]
-        # IK then a joint plan (plan_to_pose would refuse a start whose fingers touch the cell)
-        ik = self.planner.solve_ik(group, q, target, allowed, 0.05)
-        if not ik.success:
-            return f'no IK solution for the park pose: {ik.message}'
-        result = self.planner.plan_joint(group, q, ik.q, allowed, timeout_s=2.0)
-        if not result.success:
-            return f'no collision-free path to the park pose: {result.message}'
-        goal = np.asarray(result.path[-1], dtype=float)
-        traj = self.planner.time_parameterize(group, result.path, q, allowed=allowed,
-                                              velocity_scale=speed_scale,
-                                              acceleration_scale=speed_scale)
-        msg = JointTrajectory(joint_names=list(traj.joint_names))
-        for t, pos, vel, _acc in traj.points():
-            sec = int(np.floor(t))
-            msg.points.append(JointTrajectoryPoint(
-                positions=[float(x) for x in pos], velocities=[float(x) for x in vel],
-                time_from_start=Duration(sec=sec, nanosec=int(round((t - sec) * 1e9)) % 10 ** 9)))
-        self.node.arm_pubs[side].publish(msg)
-        deadline = time.monotonic() + traj.duration + timeout_s
-        while time.monotonic() < deadline:
-            with self.node.lock:
-                state = dict(self.node.joint_positions)
-            if all(abs(state.get(j, 1e9) - g) < 0.05 for j, g in zip(group.joint_names, goal)):
-                return ''
-            time.sleep(0.1)
-        return 'the arm did not reach the park pose in time'
-
-
 class RosCellServices(CellServices):
     """CellServices over ROS clients of the cell_manager node."""
 
@@ -245,7 +161,6 @@ class RosCellServices(CellServices):
         self._cell = None
         self._pick_area = None
         self._active_goal = None
-        self._parker = None
         self._via_table = set(node.params['handover_destinations'])
         self.cancel_requested = lambda: False
 
@@ -444,6 +359,11 @@ class RosCellServices(CellServices):
                            float(r.trajectory_duration_s))
 
     def pick_place(self, sighting, grasps, destination) -> MoveOutcome:
+        if self.node.rest_client is not None:
+            # a pick may have turned the waist; rest is a no-op when already there
+            why = self.park('left')
+            if why:
+                self.node.get_logger().warning(f'robot not at rest before the pick: {why}')
         pos, quat = self.places().place_pose(destination, grasps[0])
         out = self._run_pick_place(sighting.object_id, [g.handle for g in grasps], pos, quat,
                                    f'{sighting.object_id} -> {destination}')
@@ -506,12 +426,17 @@ class RosCellServices(CellServices):
         return second
 
     def park(self, side: str) -> str:
-        """Park one arm (rest_service when configured, else the ArmParker); '' = done."""
-        if self.node.rest_client is not None:
+        """Move the robot to rest (``rest_service``, both arms) so side's hand is clear.
+
+        Returns:
+            '' when done, else the reason.
+        """
+        if self.node.rest_client is None:
+            return f'{side} arm not parked: no rest_service configured'
+        try:
             return '' if self.go_to_rest() else f'{self.p["rest_service"]} failed'
-        if self._parker is None:
-            self._parker = ArmParker(self.node, self.cell())
-        return self._parker.park(side, self.p['park_speed_scale'], self.p['park_timeout_s'])
+        except ServiceUnavailable as exc:
+            return str(exc)
 
     def _pick_from_handover_spot(self, grasp: Grasp, destination: str, spot) -> MoveOutcome:
         """Find the part again on the table spot (perception + affordance) and take it on.
@@ -664,12 +589,6 @@ class CellManagerNode(Node):
                                  10, callback_group=subs)
         self.create_subscription(Image, 'head_camera/color/image_raw', self._on_image,
                                  qos_profile_sensor_data, callback_group=subs)
-        self.joint_positions = {}
-        self.create_subscription(JointState, 'joint_states', self._on_joint_states,
-                                 qos_profile_sensor_data, callback_group=subs)
-        self.arm_pubs = {side: self.create_publisher(
-            JointTrajectory, f'{side}_arm_controller/joint_trajectory', 10)
-            for side in ('left', 'right')}
         self.predict_client = self.create_client(PredictAffordance, 'affordance/predict',
                                                  callback_group=calls)
         self.acquire_client = self.create_client(AcquireRadiograph, 'xray/acquire',
@@ -701,10 +620,6 @@ class CellManagerNode(Node):
         with self.lock:
             self.latest_detections = msg
             self.latest_detections_wall = time.monotonic()
-
-    def _on_joint_states(self, msg: JointState) -> None:
-        with self.lock:
-            self.joint_positions.update(zip(msg.name, msg.position))
 
     def _on_image(self, msg: Image) -> None:
         with self.lock:

@@ -12,6 +12,10 @@ Thin ROS wrapper around humanoid_inspection.manipulation (docs/manipulation.md):
   sends a hold trajectory and ends with CANCELED; one goal at a time (a second one ends with
   BUSY while the first runs);
 - srv ``plan_only`` (PlanPickPlace): the same plan, returned, nothing moves;
+- srv ``manipulation/rest`` (std_srvs/Trigger): both arms to the ready pose (the standing pose of
+  config/cell.yaml) along collision-checked joint paths; a hand that touches the cell first
+  opens and retreats straight back/up. After a failed grasp or execution the pick_place goal
+  does that release + retreat itself (``release_on_failure``) before returning;
 - pubs ``<left|right>_arm_controller/joint_trajectory``, ``<left|right>_gripper_controller/
   joint_trajectory``, ``waist_controller/joint_trajectory`` (trajectory_msgs/JointTrajectory,
   stamp 0 = start now).
@@ -33,6 +37,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
+from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from humanoid_inspection import robot_description as rd
@@ -45,6 +50,7 @@ from humanoid_inspection.manipulation.goal import (
     place_pose_from_fields)
 from humanoid_inspection.manipulation.pick_place import (
     ErrorCode, PickPlaceConfig, PickPlacePlan, PickPlacePlanner)
+from humanoid_inspection.manipulation.recovery import RecoveryError, plan_release, plan_rest
 from humanoid_inspection.manipulation.robot_model import RobotModel
 from humanoid_inspection.manipulation.scene import obstacles_from_cell
 from humanoid_inspection.manipulation.time_parameterization import TimedTrajectory
@@ -89,11 +95,18 @@ PARAMS = (
     Param('joint_states_max_age_s', 2.0, 'joint_states older than this are stale (s)', 0.01,
           60.0),
     Param('grasp_min_finger_position_m', 0.004,
-          'after close: finger position above this = part held (m)', 0.0, 0.1),
+          'after close: finger above min(this, expected - tolerance) = part held (m)', 0.0,
+          0.1),
+    Param('grasp_width_tolerance_m', 0.002,
+          'after close: held when the finger is above the expected position minus this (m)',
+          0.0, 0.1),
     Param('gripper_settle_s', 0.3, 'wait after the close trajectory before checking (s)', 0.0,
           10.0),
     Param('control_period_s', 0.02, 'execution monitor / hold trajectory period (s)', 0.001,
           1.0),
+    Param('release_on_failure', True, 'after a failed grasp / execution: open the gripper and '
+          'retreat the hand straight back or up'),
+    Param('rest_timeout_s', 2.0, 'OMPL budget per arm of a rest motion (s)', 0.01, 60.0),
     Param('seed', 0, 'random seed of IK restarts and OMPL (-1 = random)', -1, 2 ** 31 - 1),
 )
 
@@ -107,10 +120,29 @@ def to_msg(traj: TimedTrajectory) -> JointTrajectory:
         point.positions = [float(x) for x in p]
         point.velocities = [float(x) for x in v]
         point.accelerations = [float(x) for x in a]
-        sec = int(np.floor(t))
-        point.time_from_start = Duration(sec=sec, nanosec=int(round((t - sec) * 1e9)) % 10 ** 9)
+        # whole nanoseconds first: t = 2.9999999999 must give 3 s 0 ns, not 2 s 0 ns
+        sec, nanosec = divmod(int(round(t * 1e9)), 10 ** 9)
+        point.time_from_start = Duration(sec=sec, nanosec=nanosec)
         msg.points.append(point)
     return msg
+
+
+def held_threshold(expected: float, fixed: float, tolerance: float) -> float:
+    """Finger position above which a closed gripper holds the part.
+
+    A part narrower than the fixed threshold (a thin bracket web) stops the fingers below it:
+    the threshold then follows the commanded opening of that grasp (expected finger position
+    with the part held minus ``tolerance``), never below 0.5 mm above fully closed (0 m).
+
+    Args:
+        expected: finger position expected with the part held (m).
+        fixed: the fixed threshold for wide parts (m).
+        tolerance: how far below ``expected`` a holding finger may be (m).
+
+    Returns:
+        The threshold (m).
+    """
+    return max(min(fixed, expected - tolerance), 0.0005)
 
 
 def _pose_fields(pose) -> Tuple[list, list]:
@@ -158,6 +190,7 @@ class ManipulationNode(Node):
                                             resolution=self.p['motion_resolution_rad'])
         except ValueError as exc:
             raise StartupError(f'manipulation: {exc}') from exc
+        self.ready_pose = dict(cell.robot.standing_pose)
         self.frames = FrameResolver(self.p['base_frame'], self.p['world_frame'],
                                     cell.robot.pose.matrix())
         self.controller_joints = {c: list(rd.CONTROLLER_JOINTS[c]) for c in CONTROLLERS}
@@ -180,6 +213,8 @@ class ManipulationNode(Node):
                                  QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
                                  callback_group=estop_group)
         self.create_service(PlanPickPlace, 'plan_only', self._on_plan_only,
+                            callback_group=work_group)
+        self.create_service(Trigger, 'manipulation/rest', self._on_rest,
                             callback_group=work_group)
         self._action = ActionServer(
             self, PickPlace, 'pick_place', execute_callback=self._execute,
@@ -311,16 +346,78 @@ class ManipulationNode(Node):
             result.grasp_index = plan.grasp_index
             result.trajectory_duration_s = float(plan.duration)
             code, message = self._run(goal_handle, plan)
+            if code in (ErrorCode.GRASP_FAILED, ErrorCode.EXECUTION_FAILED) \
+                    and self.p['release_on_failure']:
+                message += self._release(plan.arm)
             return self._finish(goal_handle, result, code, message)
         finally:
             self._busy.release()
+
+    def _release(self, side: str) -> str:
+        """Open side's gripper and retreat the hand; returns a note for the result message."""
+        q0, why = self._start_state()
+        if q0 is None:
+            return f'; not released: {why}'
+        try:
+            with self._plan_lock:
+                self.planner.checker.detach(side)
+                segments, _ = plan_release(self.planner, q0, side,
+                                           self.p['retreat_distance_m'])
+        except RecoveryError as exc:
+            self.get_logger().warning(f'release after failure: {exc}')
+            return f'; not released: {exc}'
+        code, message = self._run_segments(None, segments)
+        if code is not ErrorCode.SUCCESS:
+            return f'; release {code.name}: {message}'
+        return '; gripper opened and hand retreated'
+
+    def _on_rest(self, _request, response):
+        """manipulation/rest: both arms to the ready pose (see module docstring)."""
+        response.success = False
+        if self._estop:
+            response.message = 'safety/estop is active'
+            return response
+        if not self._busy.acquire(blocking=False):
+            response.message = 'a pick_place goal is executing'
+            return response
+        try:
+            q0, why = self._start_state()
+            if q0 is None:
+                response.message = f'no start state: {why}'
+                return response
+            t0 = time.perf_counter()
+            try:
+                with self._plan_lock:
+                    segments = plan_rest(self.planner, q0, self.ready_pose,
+                                         retreat_m=self.p['retreat_distance_m'],
+                                         timeout_s=self.p['rest_timeout_s'],
+                                         tolerance=self.p['goal_tolerance_rad'])
+            except RecoveryError as exc:
+                response.message = f'rest not planned: {exc}'
+                return response
+            planning = time.perf_counter() - t0
+            code, message = self._run_segments(None, segments)
+            response.success = code is ErrorCode.SUCCESS
+            response.message = (f'at rest ({len(segments)} segment(s), planned in '
+                                f'{planning * 1e3:.0f} ms)' if response.success
+                                else f'{code.name}: {message}')
+        finally:
+            self._busy.release()
+        if response.success:
+            self.get_logger().info(f'rest: {response.message}')
+        else:
+            self.get_logger().warning(f'rest: {response.message}')
+        return response
 
     def _finish(self, goal_handle, result, code: ErrorCode, message: str):
         result.success = code is ErrorCode.SUCCESS
         result.error_code = int(code)
         result.message = message
-        log = self.get_logger().info if result.success else self.get_logger().warning
-        log(f'pick_place: {code.name}: {message}')
+        # rclpy fixes a call site's severity at its first call: one call site per severity.
+        if result.success:
+            self.get_logger().info(f'pick_place: {code.name}: {message}')
+        else:
+            self.get_logger().warning(f'pick_place: {code.name}: {message}')
         if code is ErrorCode.SUCCESS:
             goal_handle.succeed()
         elif code is ErrorCode.CANCELED and goal_handle.is_cancel_requested:
@@ -330,20 +427,29 @@ class ManipulationNode(Node):
         return result
 
     def _run(self, goal_handle, plan: PickPlacePlan) -> Tuple[ErrorCode, str]:
-        for segment in plan.segments:
+        code, message = self._run_segments(goal_handle, plan.segments,
+                                           plan.grasped_finger_position)
+        return code, (plan.message if code is ErrorCode.SUCCESS else message)
+
+    def _run_segments(self, goal_handle, segments,
+                      grasped_finger_position: float = 0.0) -> Tuple[ErrorCode, str]:
+        """Execute segments in turn (goal_handle None: no feedback / cancel)."""
+        for segment in segments:
             parts = split_by_controller(segment.trajectory, self.controller_joints)
             if self._estop:
                 return ErrorCode.ESTOP, f'e-stop before {segment.name}'
-            if goal_handle.is_cancel_requested:
+            if goal_handle is not None and goal_handle.is_cancel_requested:
                 self._send_hold(CONTROLLERS)
                 return ErrorCode.CANCELED, f'canceled before {segment.name}'
-            goal_handle.publish_feedback(PickPlace.Feedback(phase=segment.name))
+            if goal_handle is not None:
+                goal_handle.publish_feedback(PickPlace.Feedback(phase=segment.name))
             for controller, traj in parts.items():
                 self.pubs[controller].publish(to_msg(traj))
-            code, message = self._monitor(goal_handle, segment, list(parts), plan)
+            code, message = self._monitor(goal_handle, segment, list(parts),
+                                          grasped_finger_position)
             if code is not ErrorCode.SUCCESS:
                 return code, f'{segment.name}: {message}'
-        return ErrorCode.SUCCESS, plan.message
+        return ErrorCode.SUCCESS, ''
 
     def _tolerances(self, joint_names: List[str]) -> np.ndarray:
         fingers = set(rd.GRIPPER_JOINTS.values())
@@ -351,7 +457,7 @@ class ManipulationNode(Node):
                          else self.p['goal_tolerance_rad'] for j in joint_names])
 
     def _monitor(self, goal_handle, segment, controllers: List[str],
-                 plan: PickPlacePlan) -> Tuple[ErrorCode, str]:
+                 grasped_finger_position: float) -> Tuple[ErrorCode, str]:
         traj = segment.trajectory
         duration = traj.duration
         final = traj.final_positions()
@@ -367,7 +473,7 @@ class ManipulationNode(Node):
             time.sleep(period)
             if self._estop:
                 return ErrorCode.ESTOP, 'e-stop'
-            if goal_handle.is_cancel_requested:
+            if goal_handle is not None and goal_handle.is_cancel_requested:
                 self._send_hold(controllers)
                 return ErrorCode.CANCELED, 'canceled'
             positions, age = self._measured()
@@ -381,11 +487,15 @@ class ManipulationNode(Node):
                 if is_close:
                     finger = rd.GRIPPER_JOINTS[segment.side]
                     value = positions.get(finger, 0.0)
-                    if value > self.p['grasp_min_finger_position_m']:
+                    threshold = held_threshold(grasped_finger_position,
+                                               self.p['grasp_min_finger_position_m'],
+                                               self.p['grasp_width_tolerance_m'])
+                    if value > threshold:
                         return ErrorCode.SUCCESS, ''
                     return ErrorCode.GRASP_FAILED, (
-                        f'{finger} closed to {value * 1e3:.1f} mm (<= '
-                        f"{self.p['grasp_min_finger_position_m'] * 1e3:.1f} mm): nothing held")
+                        f'{finger} closed to {value * 1e3:.1f} mm (<= {threshold * 1e3:.1f} mm, '
+                        f'expected {grasped_finger_position * 1e3:.1f} mm with the part): '
+                        'nothing held')
                 errors = np.array([abs(positions.get(j, np.inf) - f)
                                    for j, f in zip(traj.joint_names, final)])
                 if np.all(errors <= tol):

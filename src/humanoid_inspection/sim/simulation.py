@@ -200,11 +200,18 @@ class Simulation:
             self.data.qvel[dof:dof + 6] = 0.0
             self._mj.mj_forward(self.model, self.data)
 
+    def set_expected_verdict(self, part_id: str, verdict: str) -> None:
+        """Remember the verdict the grading table gives part_id's true defects (X-ray station)."""
+        with self.lock:
+            self._expected_verdicts = dict(getattr(self, '_expected_verdicts', {}))
+            self._expected_verdicts[part_id] = verdict
+
     def ground_truth(self) -> dict:
         """JSON-friendly state of the cell: every part with its pose and hidden defects.
 
         Returns:
             {'time': s, 'parts': [{'part_id', 'family', 'seed', 'slot', 'defective',
+            'expected_verdict' (once the part was X-rayed: its true defects graded),
             'defects': [{'kind', 'center_mm', 'size_mm', ...}], 'position': [x, y, z] (world,
             m), 'quaternion_wxyz': [...], 'yaw': rad, 'held_by': 'left'|'right'|None}],
             'grasped': {gripper: part_id or None}}
@@ -227,6 +234,9 @@ class Simulation:
                 'yaw': round(math.atan2(pose[1, 0], pose[0, 0]), 5),
                 'held_by': self.grasp.holder_of(p.body),
             })
+            verdict = getattr(self, '_expected_verdicts', {}).get(p.part_id)
+            if verdict:
+                out[-1]['expected_verdict'] = verdict
         return {'time': round(t, 4), 'parts': out,
                 'grasped': {g: (by_body.get(b) if b else None) for g, b in held.items()}}
 

@@ -37,6 +37,8 @@ class XrayAcquisition:
         family: its family.
         pose_mm: 4x4 part-to-fixture transform given to the simulator (mm).
         defects: the part's hidden defects (DefectSpec dicts, part frame mm).
+        expected_verdict: the verdict the grading table gives the part's TRUE defects as they
+            project in this radiograph (ground truth for the cell's metrics).
     """
 
     radiograph: Radiograph
@@ -44,6 +46,32 @@ class XrayAcquisition:
     family: str
     pose_mm: np.ndarray
     defects: list
+    expected_verdict: str = ''
+
+
+def expected_verdict(radiograph: Radiograph, family: str) -> str:
+    """Grade the radiograph's true defects (confidence 1) with the project's grading table.
+
+    Each projected defect becomes a detection with its true kind, box, mask, 3D size and
+    projected area, so zones and severity levels follow xray/grading.py exactly as for a
+    perfect detector.
+
+    Args:
+        radiograph: the simulated radiograph with its ``truth``.
+        family: the part family.
+
+    Returns:
+        'ACCEPT', 'REVIEW' or 'REJECT'.
+    """
+    from humanoid_inspection.xray.detector import DetectedDefect
+    from humanoid_inspection.xray.grading import grade
+    defects = [DetectedDefect(kind=t.kind, confidence=1.0,
+                              box_xyxy=tuple(int(v) for v in t.box_xyxy),
+                              mask=np.asarray(t.mask, dtype=bool), size_mm=float(t.size_mm),
+                              area_mm2=float(t.area_mm2),
+                              contrast=float(getattr(t, 'contrast', 0.0)))
+               for t in radiograph.truth]
+    return grade(defects, family, radiograph.image.shape[:2]).verdict
 
 
 def fixture_relative(fixture_pose: np.ndarray, part_pose: np.ndarray) -> np.ndarray:
@@ -161,7 +189,8 @@ class XrayStation:
         except ValueError as exc:
             raise XrayStationError(f'X-ray simulation failed: {exc}') from exc
         return XrayAcquisition(radiograph, part.part_id, part.family, pose,
-                               [d.to_dict() for d in part.defects])
+                               [d.to_dict() for d in part.defects],
+                               expected_verdict(radiograph, part.family))
 
 
 def acquire_from_simulation(sim, station: XrayStation, part_id: str = '', kv: float = 0.0,
@@ -189,7 +218,9 @@ def acquire_from_simulation(sim, station: XrayStation, part_id: str = '', kv: fl
         raise XrayStationError(f'fixture is empty{detail}')
     if part_id and part_id != found:
         raise XrayStationError(f"the fixture holds part '{found}', not '{part_id}'")
-    return station.acquire(sim.part(found).casting, poses[found], kv, mas)
+    acquisition = station.acquire(sim.part(found).casting, poses[found], kv, mas)
+    sim.set_expected_verdict(found, acquisition.expected_verdict)
+    return acquisition
 
 
 def station_from_cell(cell, detector_px: int = 1024, pixel_pitch_mm: float = 0.2,
