@@ -64,7 +64,7 @@ def plan_release(planner: PickPlacePlanner, q_start: np.ndarray, side: str,
         RecoveryError: no straight retreat line is collision-free.
     """
     robot = planner.robot
-    group = robot.groups[f'{side}_arm']
+    groups = [robot.groups[n] for n in (f'{side}_arm', f'{side}_arm_waist') if n in robot.groups]
     finger = planner.finger_joints(side)[0]
     j = robot.joint_index(finger)
     f_now = float(q_start[j])
@@ -76,23 +76,23 @@ def plan_release(planner: PickPlacePlanner, q_start: np.ndarray, side: str,
                                 side, f_open))
     q = planner._with_fingers(q_start, side, f_open)
     allowed = _hand_vs_cell(planner, side)
-    tcp = robot.frame_pose(q, group.tip_frame)
+    tcp = robot.frame_pose(q, groups[0].tip_frame)
     back = tcp.copy()
     back[:3, 3] -= tcp[:3, 0] * distance_m
     up = tcp.copy()
     up[2, 3] += distance_m
     messages = []
-    for target in (back, up):
-        res = planner.planner.cartesian_path(group, q, target, allowed,
-                                             step=planner.config.cartesian_step_m,
-                                             ik_timeout_s=planner.config.ik_timeout_s)
-        if res.success:
-            segments.append(Segment('retreat', planner._time(group, res.path, q, allowed),
-                                    group.name, side))
-            return segments, robot.with_group(q, group, res.path[-1])
-        messages.append(res.message)
-    raise RecoveryError(f'{side} hand: no straight retreat (back: {messages[0]}; up: '
-                        f'{messages[1]})')
+    for what, target in (('back', back), ('up', up)):
+        for group in groups:      # the arm alone first, then with the waist
+            res = planner.planner.cartesian_path(
+                group, q, target, allowed, step=planner.config.cartesian_step_m,
+                ik_timeout_s=max(planner.config.ik_timeout_s, 0.1))
+            if res.success:
+                segments.append(Segment('retreat', planner._time(group, res.path, q, allowed),
+                                        group.name, side))
+                return segments, robot.with_group(q, group, res.path[-1])
+            messages.append(f'{what} ({group.name}): {res.message}')
+    raise RecoveryError(f'{side} hand: no straight retreat ({"; ".join(messages)})')
 
 
 def plan_rest(planner: PickPlacePlanner, q_start: np.ndarray, pose: Mapping[str, float],

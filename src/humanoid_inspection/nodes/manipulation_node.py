@@ -94,7 +94,7 @@ PARAMS = (
     Param('execution_timeout_margin_s', 3.0, 'segment timeout margin (s)', 0.0, 600.0),
     Param('joint_states_max_age_s', 2.0, 'joint_states older than this are stale (s)', 0.01,
           60.0),
-    Param('grasp_min_finger_position_m', 0.004,
+    Param('grasp_min_finger_position_m', 0.00075,
           'after close: finger above min(this, expected - tolerance) = part held (m)', 0.0,
           0.1),
     Param('grasp_width_tolerance_m', 0.002,
