@@ -75,12 +75,19 @@ def main(argv=None) -> int:
                 'recall': op['recall'], 'recall_ge_1mm': op['recall_ge_1mm'],
                 'false_alarms_per_image': op['false_alarms_per_image'],
                 'recall_by_kind': op['recall_by_kind'], 'recall_by_size': op['recall_by_size'],
-                'part_level': q['part_level']}
+                'part_level': q['part_level'], 'visible_only': q.get('visible_only')}
             print(f'  AP50 {q["ap50"]:.3f}  AP50:95 {q["ap50_95"]:.3f}  recall {op["recall"]:.3f}'
                   f'  recall>=1mm {op["recall_ge_1mm"]:.3f}  FA/img '
                   f'{op["false_alarms_per_image"]:.2f}  escape '
                   f'{q["part_level"]["escape_rate"]:.3f}  false-reject '
                   f'{q["part_level"]["false_reject_rate"]:.3f}', flush=True)
+            vis = q.get('visible_only')
+            if vis:
+                print(f'  visible defects only (|contrast| >= {vis["min_abs_contrast"]}, '
+                      f'{vis["n_invisible"]} of {vis["n_gt"] + vis["n_invisible"]} invisible): '
+                      f'AP50 {vis["ap50"]:.3f}  recall {vis["recall"]:.3f}  recall>=1mm '
+                      f'{vis["recall_ge_1mm"]:.3f}  FA/img {vis["false_alarms_per_image"]:.2f}',
+                      flush=True)
     default = results.get(DEFAULT_DETECTOR, {})
     targets = {}
     if default:

@@ -95,3 +95,20 @@ def test_train_cli_refuses_bad_arguments(capsys):
     assert '--steps must be positive' in capsys.readouterr().err
     assert cli.main(['xray-train', '--crop', '50']) == 2
     assert 'multiple of 16' in capsys.readouterr().err
+
+
+def test_training_labels_ignore_invisible_defects(monkeypatch):
+    from humanoid_inspection.xray import metrics
+    from humanoid_inspection.xray.train_cli import IGNORE_LABEL, simulate_training_set
+    visible = simulate_training_set(2, 0, 256, 1.0, progress=False)
+    assert any(len(c) for _, _, c in visible)
+    for _, labels, centres in visible:
+        assert set(np.unique(labels)) <= set(range(len(CLASSES))) | {IGNORE_LABEL}
+        for r, c in centres:
+            assert 0 <= r < 256 and 0 <= c < 256
+    # with a visibility bound above every contrast, all defect pixels are ignored
+    monkeypatch.setattr(metrics, 'VISIBLE_CONTRAST', 10.0)
+    hidden = simulate_training_set(2, 0, 256, 1.0, progress=False)
+    for (_, vis_labels, _), (_, labels, centres) in zip(visible, hidden):
+        assert len(centres) == 0
+        assert np.array_equal(labels == IGNORE_LABEL, vis_labels > 0)

@@ -98,3 +98,15 @@ def test_part_level_rates():
         part_level_rates([True], ['MAYBE'])
     with pytest.raises(ValueError, match='length'):
         part_level_rates([True], [])
+
+
+def test_evaluate_reports_visible_only_figures(tmp_path):
+    from humanoid_inspection.xray.evaluate_cli import evaluate, synthetic_items
+    items = list(synthetic_items(3, 100000, 256))
+    n_gt = sum(len(item['gt_boxes']) for item in items)
+    assert n_gt > 0
+    result = evaluate(items, 'classical', 0.5, tmp_path, grade_parts=True, n_crops=1,
+                      progress=False)
+    vis = result['visible_only']
+    assert vis['n_gt'] + vis['n_invisible'] == n_gt
+    assert vis['min_abs_contrast'] > 0 and 0.0 <= result['ap50'] <= 1.0

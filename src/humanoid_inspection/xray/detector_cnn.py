@@ -5,8 +5,10 @@ Input: two channels made from the log-intensity L = log(I) (Beer-Lambert makes d
 additive offset in L): the image-normalised L and a high-pass L - blur(L). Large radiographs
 are processed in overlapping tiles (the overlap covers the receptive field) so memory stays
 bounded and cancellation is checked between tiles. Connected components of the defect
-probability map become DetectedDefect (class = the most probable kind over the component,
-confidence = its peak defect probability). No ROS imports.
+probability map become DetectedDefect: small components are re-segmented at full resolution
+on the local log-intensity residual (the network's masks are on a 4-px grid), class = the most
+probable kind over the mask, confidence = the mean defect probability of the component.
+No ROS imports.
 """
 
 from pathlib import Path
@@ -172,45 +174,123 @@ class CnnDetector:
         return defects_from_probabilities(probs, img, mmpp, self.threshold, self.min_area_px)
 
 
+REFINE_MAX_SIDE_PX = 64     # larger components keep the network's own mask
+REFINE_MARGIN_PX = 12       # window around a component for the local residual and noise
+REFINE_GROW_PX = 3          # a refined blob may extend this far beyond the component
+REFINE_PEAK_FRACTION = 0.3  # refined mask: residual above this share of the peak ...
+REFINE_NOISE_SIGMAS = 4.0   # ... and above this many local noise sigmas
+
+
+def refine_component(log_img: np.ndarray, comp: np.ndarray, x: int, y: int) -> list:
+    """Full-resolution masks of the defects inside one network component.
+
+    The network works on 4x4 pixel blocks, so its masks are blocky (boxes on a 4-px grid)
+    and neighbouring pores of a cluster merge into one component. Inside a window around the
+    component the local residual r = L - blur(L, 4 px) (sign = the polarity of the strongest
+    residual in the component) is thresholded at max(REFINE_NOISE_SIGMAS x its noise MAD in
+    the window outside the component, REFINE_PEAK_FRACTION x its peak); each connected blob
+    that touches the component becomes one defect.
+
+    Args:
+        log_img: log-intensity image. comp: bool mask of the component in its box whose
+            top-left corner is (x, y).
+
+    Returns:
+        list of (x0, y0, bool mask) in image pixels; empty when nothing stands out (the
+        caller then keeps the network's mask).
+    """
+    h, w = log_img.shape
+    bh, bw = comp.shape
+    m = REFINE_MARGIN_PX
+    y0, y1, x0, x1 = max(0, y - m), min(h, y + bh + m), max(0, x - m), min(w, x + bw + m)
+    win = log_img[y0:y1, x0:x1]
+    resid = cv2.GaussianBlur(win - cv2.GaussianBlur(win, (0, 0), HIGHPASS_SIGMA_PX), (0, 0), 0.7)
+    cm = np.zeros(win.shape, np.uint8)
+    cm[y - y0:y - y0 + bh, x - x0:x - x0 + bw] = comp
+    k = 2 * REFINE_GROW_PX + 1
+    grown = cv2.dilate(cm, np.ones((k, k), np.uint8)) > 0
+    ring = resid[~grown]
+    if ring.size < 20:
+        return []
+    sigma = 1.4826 * float(np.median(np.abs(ring - np.median(ring))))
+    inside = resid[cm > 0]
+    polarity = 1.0 if inside.max() >= -inside.min() else -1.0
+    r = polarity * resid
+    peak = float(r[cm > 0].max())
+    thr = max(REFINE_NOISE_SIGMAS * sigma, REFINE_PEAK_FRACTION * peak)
+    if peak <= thr * 1.0001 and peak <= REFINE_NOISE_SIGMAS * sigma:
+        return []
+    sub = ((r > thr) & grown).astype(np.uint8)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(sub, connectivity=8)
+    out = []
+    for j in range(1, n):
+        sx, sy, sw, sh, area = (int(v) for v in stats[j])
+        blob = lab[sy:sy + sh, sx:sx + sw] == j
+        if area < 2 or not cm[sy:sy + sh, sx:sx + sw][blob].any():
+            continue
+        out.append((x0 + sx, y0 + sy, blob))
+    return out
+
+
 def defects_from_probabilities(probs: np.ndarray, image: np.ndarray, mmpp: float,
-                               threshold: float = 0.5, min_area_px: int = 3
-                               ) -> List[DetectedDefect]:
-    """Connected components of (1 - p_background) > threshold -> DetectedDefect list."""
+                               threshold: float = 0.5, min_area_px: int = 3,
+                               refine: bool = True) -> List[DetectedDefect]:
+    """Connected components of (1 - p_background) > threshold -> DetectedDefect list.
+
+    Components up to REFINE_MAX_SIDE_PX are re-segmented at full resolution
+    (refine_component); confidence = mean defect probability over the network component
+    (the peak saturates and ties, which made the AP ranking meaningless); class = the most
+    probable kind over the defect's mask.
+    """
     defect_p = 1.0 - probs[0]
     fg = (defect_p > threshold).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+    log_img = cv2.log(np.maximum(image, 1.0)) if refine else None
     out = []
-    h, w = image.shape
     for lab in range(1, n):
         x, y, bw, bh, area = (int(v) for v in stats[lab])
         if area < min_area_px:
             continue
-        sl = (slice(y, y + bh), slice(x, x + bw))
-        mask = labels[sl] == lab
-        class_p = probs[1:, sl[0], sl[1]][:, mask].mean(1)
-        kind = DEFECT_KINDS[int(np.argmax(class_p))]
-        conf = float(defect_p[sl][mask].max())
-        # contrast against the ring around the box
-        m = max(3, int(0.5 * max(bw, bh)))
-        ry0, ry1, rx0, rx1 = max(0, y - m), min(h, y + bh + m), max(0, x - m), min(w, x + bw + m)
-        ring = image[ry0:ry1, rx0:rx1].copy()
-        ring[y - ry0:y - ry0 + bh, x - rx0:x - rx0 + bw][mask] = np.nan
-        bg = float(np.nanmedian(ring)) if np.isfinite(ring).any() else float(image[sl].mean())
-        inside = float(image[sl][mask].mean())
-        contrast = (bg - inside) / bg if bg > 0 else 0.0
-        pts = np.argwhere(mask)
-        if len(pts) > 1:
-            hull = cv2.convexHull(pts[:, ::-1].astype(np.float32)).reshape(-1, 2)
-            diff = hull[:, None, :] - hull[None, :, :]
-            feret = float(np.sqrt((diff ** 2).sum(-1)).max()) + 1.0
-        else:
-            feret = 1.0
-        out.append(DetectedDefect(
-            kind=kind, confidence=conf, box_xyxy=(x, y, x + bw, y + bh), mask=mask,
-            size_mm=feret * mmpp, area_mm2=area * mmpp * mmpp, contrast=contrast,
-            features={'class_probability': float(class_p.max() / max(class_p.sum(), 1e-6)),
-                      'area_px': area}))
+        comp = labels[y:y + bh, x:x + bw] == lab
+        conf = float(defect_p[y:y + bh, x:x + bw][comp].mean())
+        parts = []
+        if refine and max(bw, bh) <= REFINE_MAX_SIDE_PX:
+            parts = refine_component(log_img, comp, x, y)
+        if not parts:
+            parts = [(x, y, comp)]
+        for px, py, mask in parts:
+            out.append(_make_defect(probs, image, mmpp, px, py, mask, conf))
     return sort_by_confidence(out)
+
+
+def _make_defect(probs, image, mmpp, x, y, mask, conf) -> DetectedDefect:
+    """DetectedDefect of one mask whose box has its top-left corner at (x, y)."""
+    h, w = image.shape
+    bh, bw = mask.shape
+    area = int(mask.sum())
+    sl = (slice(y, y + bh), slice(x, x + bw))
+    class_p = probs[1:, sl[0], sl[1]][:, mask].mean(1)
+    kind = DEFECT_KINDS[int(np.argmax(class_p))]
+    # contrast against the ring around the box
+    m = max(3, int(0.5 * max(bw, bh)))
+    ry0, ry1, rx0, rx1 = max(0, y - m), min(h, y + bh + m), max(0, x - m), min(w, x + bw + m)
+    ring = image[ry0:ry1, rx0:rx1].copy()
+    ring[y - ry0:y - ry0 + bh, x - rx0:x - rx0 + bw][mask] = np.nan
+    bg = float(np.nanmedian(ring)) if np.isfinite(ring).any() else float(image[sl].mean())
+    inside = float(image[sl][mask].mean())
+    contrast = (bg - inside) / bg if bg > 0 else 0.0
+    pts = np.argwhere(mask)
+    if len(pts) > 1:
+        hull = cv2.convexHull(pts[:, ::-1].astype(np.float32)).reshape(-1, 2)
+        diff = hull[:, None, :] - hull[None, :, :]
+        feret = float(np.sqrt((diff ** 2).sum(-1)).max()) + 1.0
+    else:
+        feret = 1.0
+    return DetectedDefect(
+        kind=kind, confidence=conf, box_xyxy=(x, y, x + bw, y + bh), mask=mask,
+        size_mm=feret * mmpp, area_mm2=area * mmpp * mmpp, contrast=contrast,
+        features={'class_probability': float(class_p.max() / max(class_p.sum(), 1e-6)),
+                  'area_px': area})
 
 
 def count_parameters(model: nn.Module) -> int:

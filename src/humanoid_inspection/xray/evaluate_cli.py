@@ -40,7 +40,8 @@ def synthetic_items(n: int, seed_base: int, size_px: int):
                'mag': rad.magnification, 'family': family,
                'gt_boxes': [t.box_xyxy for t in rad.truth],
                'gt_kinds': [t.kind for t in rad.truth],
-               'gt_sizes': [float(t.size_mm) for t in rad.truth]}
+               'gt_sizes': [float(t.size_mm) for t in rad.truth],
+               'gt_contrasts': [float(t.contrast) for t in rad.truth]}
 
 
 def gdxray_items(root: Path, csv_path: Path, series=None, pitch=0.2, mag=1.0):
@@ -93,7 +94,7 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
     from humanoid_inspection.xray import metrics as M
     from humanoid_inspection.xray.pipeline import inspect_radiograph
 
-    records, times, truth_def, verdicts = [], [], [], []
+    records, visible_records, times, truth_def, verdicts = [], [], [], [], []
     misses, false_alarms, images = [], [], {}
     for item in tqdm(items, desc=detector_name, disable=not progress, file=sys.stdout):
         t = time.perf_counter()
@@ -105,6 +106,13 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
                             item['gt_boxes'], item['gt_kinds'], item['gt_sizes'],
                             [d.kind for d in ds], item['name'])
         records.append(rec)
+        if 'gt_contrasts' in item:
+            keep = [j for j, c in enumerate(item['gt_contrasts'])
+                    if abs(c) >= M.VISIBLE_CONTRAST]
+            visible_records.append(M.ImageRecord(
+                rec.pred_boxes, rec.pred_scores, rec.gt_boxes[keep],
+                [item['gt_kinds'][j] for j in keep], [item['gt_sizes'][j] for j in keep],
+                rec.pred_kinds, item['name']))
         truth_def.append(len(item['gt_boxes']) > 0)
         verdicts.append(outcome.verdict)
         order, tp, gt_matched = M.match_image(rec, 0.5, 'iou', min_score)
@@ -129,6 +137,17 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
         'latency_s': {'median': float(np.median(times)), 'p95': float(np.percentile(times, 95)),
                       'mean': float(np.mean(times))},
     }
+    if visible_records:
+        # the same predictions against the visible defects only (|contrast| >=
+        # VISIBLE_CONTRAST); a prediction on an invisible defect then counts as a false alarm
+        n_all = sum(len(r.gt_boxes) for r in records)
+        n_vis = sum(len(r.gt_boxes) for r in visible_records)
+        op = M.operating_point(visible_records, min_score, 0.5)
+        result['visible_only'] = {
+            'min_abs_contrast': M.VISIBLE_CONTRAST, 'n_gt': n_vis, 'n_invisible': n_all - n_vis,
+            'ap50': M.average_precision(visible_records, 0.5),
+            'recall': op['recall'], 'recall_ge_1mm': op['recall_ge_1mm'],
+            'false_alarms_per_image': op['false_alarms_per_image']}
     if grade_parts:
         result['part_level'] = M.part_level_rates(truth_def, verdicts)
     crops = out_dir / 'crops'

@@ -19,6 +19,10 @@ import numpy as np
 
 IOU_THRESHOLDS_COCO = tuple(np.round(np.arange(0.5, 0.951, 0.05), 2))
 SIZE_BINS_MM = (('<1mm', 0.0, 1.0), ('1-3mm', 1.0, 3.0), ('>3mm', 3.0, float('inf')))
+# A simulated defect whose largest relative change of the noise-free signal
+# (DefectTruth.contrast) is below this is treated as invisible: xray-train ignores its pixels
+# and xray-eval reports the figures both on all defects and on the visible ones.
+VISIBLE_CONTRAST = 0.02
 
 
 @dataclass

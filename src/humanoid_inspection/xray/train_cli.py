@@ -18,18 +18,31 @@ from pathlib import Path
 import numpy as np
 
 TRAIN_SEED_BASE = 0
+IGNORE_LABEL = 255       # pixels of nearly invisible defects: neither defect nor background
 
 
 def simulate_training_set(n_images: int, seed_base: int, size_px: int, defect_probability: float,
-                          progress: bool = True):
-    """Simulate radiographs and turn them into (inputs float16 (2,H,W), labels uint8 (H,W))."""
+                          progress: bool = True, cache=None):
+    """Simulate radiographs and turn them into training items.
+
+    Each item is (inputs float16 (2,H,W), labels uint8 (H,W), centres int (n,2) rows/cols of
+    the visible defects). Defects with |contrast| < VISIBLE_CONTRAST (metrics.py) are labelled
+    IGNORE_LABEL: the loss neither rewards nor punishes the network on them.
+    `cache`: optional .npz path; reused when it holds the same set (same arguments).
+    """
     from tqdm import tqdm
 
     from humanoid_inspection.xray.detector import validate_radiograph
     from humanoid_inspection.xray.detector_cnn import CLASSES, preprocess
+    from humanoid_inspection.xray.metrics import VISIBLE_CONTRAST
     from humanoid_inspection.xray.phantoms import PART_FAMILIES, generate_part
     from humanoid_inspection.xray.simulator import XraySimConfig, simulate_radiograph
 
+    key = f'{n_images}-{seed_base}-{size_px}-{defect_probability}-{VISIBLE_CONTRAST}'
+    if cache is not None and Path(cache).is_file():
+        data = np.load(cache)
+        if str(data['key']) == key:
+            return [(data[f'x{i}'], data[f'y{i}'], data[f'c{i}']) for i in range(n_images)]
     config = XraySimConfig.for_size(size_px)
     items = []
     for i in tqdm(range(n_images), desc='simulate', disable=not progress, file=sys.stdout):
@@ -39,24 +52,34 @@ def simulate_training_set(n_images: int, seed_base: int, size_px: int, defect_pr
         rad = simulate_radiograph(part, config, seed=seed)
         inputs = preprocess(validate_radiograph(rad.image)).astype(np.float16)
         labels = np.zeros(rad.image.shape, np.uint8)
+        centres = []
         for t in rad.truth:
             x0, y0, x1, y1 = t.box_xyxy
-            labels[y0:y1, x0:x1][t.mask] = CLASSES.index(t.kind)
-        items.append((inputs, labels))
+            visible = abs(t.contrast) >= VISIBLE_CONTRAST
+            labels[y0:y1, x0:x1][t.mask] = CLASSES.index(t.kind) if visible else IGNORE_LABEL
+            if visible:
+                centres.append(((y0 + y1) // 2, (x0 + x1) // 2))
+        items.append((inputs, labels, np.array(centres, np.int64).reshape(-1, 2)))
+    if cache is not None:
+        arrays = {'key': np.array(key)}
+        for i, (x, y, c) in enumerate(items):
+            arrays.update({f'x{i}': x, f'y{i}': y, f'c{i}': c})
+        np.savez(cache, **arrays)
     return items
 
 
 def sample_batch(items, rng: np.random.Generator, batch: int, crop: int, p_defect: float):
-    """A batch of random crops (inputs (B,2,c,c), labels (B,c,c)), flipped/rotated."""
+    """A batch of random crops (inputs (B,2,c,c), labels (B,c,c)), flipped/rotated.
+
+    A share p_defect of the crops contains a visible defect, picked uniformly among the
+    defects (not among defect pixels, which would favour the large cracks).
+    """
     xs, ys = [], []
     for _ in range(batch):
-        inputs, labels = items[int(rng.integers(len(items)))]
+        inputs, labels, centres = items[int(rng.integers(len(items)))]
         h, w = labels.shape
-        fg = None
-        if rng.random() < p_defect:
-            fg = np.argwhere(labels > 0)
-        if fg is not None and len(fg):
-            cy, cx = fg[int(rng.integers(len(fg)))]
+        if rng.random() < p_defect and len(centres):
+            cy, cx = centres[int(rng.integers(len(centres)))]
             y0 = int(np.clip(cy - rng.integers(8, crop - 8), 0, h - crop))
             x0 = int(np.clip(cx - rng.integers(8, crop - 8), 0, w - crop))
         else:
@@ -86,14 +109,14 @@ def train(args) -> dict:
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     items = simulate_training_set(args.images, args.seed_base, args.size, args.defect_probability,
-                                  progress=not args.quiet)
+                                  progress=not args.quiet, cache=args.cache)
     t_sim = time.perf_counter() - t0
     model = TinyUNet(width=args.width)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps,
                                                 pct_start=0.1)
     weights = torch.tensor([1.0] + [args.defect_weight] * (len(CLASSES) - 1))
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE_LABEL)
     model.train()
     losses = []
     bar = tqdm(range(args.steps), desc='train', disable=args.quiet, file=sys.stdout,
@@ -105,7 +128,9 @@ def train(args) -> dict:
         # weighted cross-entropy for the class + soft Dice on defect-vs-background: defect
         # pixels are ~0.2 % of a crop, cross-entropy alone settles for 'background everywhere'
         p_defect = 1.0 - torch.softmax(logits, 1)[:, 0]
-        fg = (target > 0).float()
+        valid = (target != IGNORE_LABEL).float()
+        fg = ((target > 0) & (target != IGNORE_LABEL)).float()
+        p_defect = p_defect * valid
         dice = 1.0 - (2 * (p_defect * fg).sum() + 1.0) / (p_defect.sum() + fg.sum() + 1.0)
         loss = loss_fn(logits, target)
         if args.dice_weight > 0:
@@ -144,19 +169,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help='first part seed of the training set')
     ap.add_argument('--size', type=int, default=1024, help='detector side (px)')
     ap.add_argument('--defect-probability', type=float, default=0.9)
-    ap.add_argument('--steps', type=int, default=1500)
+    ap.add_argument('--steps', type=int, default=2500)
     ap.add_argument('--batch', type=int, default=16)
     ap.add_argument('--crop', type=int, default=192)
-    ap.add_argument('--p-defect', type=float, default=0.6,
+    ap.add_argument('--p-defect', type=float, default=0.7,
                     help='share of crops centred near a defect')
-    ap.add_argument('--dice-weight', type=float, default=0.0,
+    ap.add_argument('--dice-weight', type=float, default=1.0,
                     help='weight of the defect-vs-background soft Dice term')
-    ap.add_argument('--defect-weight', type=float, default=5.0,
+    ap.add_argument('--defect-weight', type=float, default=3.0,
                     help='cross-entropy weight of the defect classes')
     ap.add_argument('--width', type=int, default=16, help='U-Net first-level width')
     ap.add_argument('--lr', type=float, default=3e-3)
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--cache', default=None,
+                    help='optional .npz cache of the simulated training set (keep it outside '
+                    'the repository); the weights do not depend on it')
     ap.add_argument('--quiet', action='store_true')
     return ap
 
