@@ -99,6 +99,14 @@ def test_stack_graph_matches_the_documented_interfaces(launch_nodes, ros_client)
             unknown = sorted(set(configured) - declared)
             assert not unknown, f'config/{file_name}: {spec.name} does not declare {unknown}'
 
+    # A stop is a clean exit: every node leaves with code 0 on SIGINT (no RCLError racing the
+    # context shutdown, no escalation to SIGTERM/SIGKILL).
+    codes = stack.stop(sigint_timeout=15.0)
+    failed = {name: code for name, code in codes.items() if code != 0}
+    assert not failed, 'exit codes after SIGINT: ' + ', '.join(
+        f'{p.spec.name}={p.popen.returncode}:\n{p.log_tail(15)}'
+        for p in stack.processes if p.spec.name in failed)
+
 
 def _flatten(params, prefix=''):
     names = []

@@ -6,7 +6,10 @@
 - reject_unknown_parameters(): a parameter file that sets a name the node does not declare
   (a typo) fails the start-up with the name, instead of being silently ignored.
 - run_node(): the ros2/examples main() shape: MultiThreadedExecutor, KeyboardInterrupt and
-  ExternalShutdownException handled, destroy_node() and try_shutdown() always.
+  ExternalShutdownException handled, destroy_node() and try_shutdown() always. A SIGINT that
+  shuts the context down while an executor thread builds its next wait set makes rclpy raise
+  RCLError('failed to initialize wait set: context is not valid'); once the context is shut
+  down that is the requested stop, not a failure, so the node exits 0.
 """
 
 import sys
@@ -96,6 +99,10 @@ def run_node(factory: Callable[[], Node], args=None, threads: int = 4) -> int:
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception as exc:  # noqa: BLE001 - a stop racing the executor, or a real crash
+        if rclpy.ok():
+            raise
+        print(f'[INFO] stopped while spinning ({type(exc).__name__}: {exc})', file=sys.stderr)
     finally:
         if node is not None:
             shutdown = getattr(node, 'shutdown', None)
