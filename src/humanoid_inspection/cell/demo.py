@@ -15,7 +15,9 @@ import importlib.util
 import json
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -127,12 +129,21 @@ def run_demo(parts: int, seed: int, out_dir: Path, record: Optional[Path] = None
         _log(f'stack ready after {time.monotonic() - started:.1f} s; running the cycle over '
              f'{parts} part(s) (seed {seed})')
         t0 = time.monotonic()
-        result = client.run_cycle(max_parts if max_parts is not None else parts, timeout_s,
-                                  stack.check_alive, _feedback_printer())
+        result = client.run_cycle(
+            max_parts if max_parts is not None else parts, timeout_s, stack.check_alive,
+            _feedback_printer(), on_interrupt=lambda: _log(
+                f'interrupted: cancelling the cycle (robot to rest, up to '
+                f'{client.cancel_wait_s:.0f} s; Ctrl-C again to skip), then stopping all '
+                f'processes'))
         outcome['cycle_wall_s'] = time.monotonic() - t0
         outcome['result'] = {k: getattr(result, k) for k in (
             'success', 'message', 'parts_done', 'accepted', 'rejected', 'review', 'failed')}
         outcome['result']['part_ids'] = list(result.part_ids)
+    except KeyboardInterrupt:
+        cancelled = client.cancelled_result if client is not None else None
+        if cancelled is not None:
+            _log(f'cycle cancelled: {cancelled.message} ({cancelled.parts_done} part(s) done)')
+        raise
     except TimeoutError as exc:
         raise DemoError(f'{exc}\n{_dead_nodes(stack)}') from exc
     except RuntimeError as exc:
@@ -145,7 +156,14 @@ def run_demo(parts: int, seed: int, out_dir: Path, record: Optional[Path] = None
                 outcome['recorded'] = dict(client.recorder.file.counts)
                 outcome['record_skipped'] = dict(client.recorder.file.skipped)
             client.close()
-        codes = stack.stop()
+        # A Ctrl-C while stopping would leave node processes behind: finish the stop first.
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+        try:
+            codes = stack.stop()
+        finally:
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
         outcome['exit_codes'] = codes
         _log(f'all processes stopped: {codes}')
     outcome['total_wall_s'] = time.monotonic() - started
@@ -228,7 +246,9 @@ def main(argv=None) -> int:
         print(f'DEMO FAILED: {exc}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print('DEMO INTERRUPTED (all processes stopped)', file=sys.stderr)
+        print(f'DEMO INTERRUPTED (all processes stopped); the records so far are in '
+              f'{out / "cell.db"} (`humanoid-inspection report --db {out / "cell.db"}`)',
+              file=sys.stderr)
         return 130
     return finish(outcome, args.parts)
 

@@ -12,22 +12,30 @@ import rclpy
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 
 from humanoid_inspection.cell.recording import McapRecorderFile
 
 
 class DemoClient:
-    """An rclpy context + node on the current ROS_DOMAIN_ID, spun in a background thread."""
+    """An rclpy context + node on the current ROS_DOMAIN_ID, spun in a background thread.
+
+    rclpy's own signal handlers are not installed: Ctrl-C is a plain KeyboardInterrupt in the
+    main thread, which cancels the cycle over this (still valid) context and then stops the
+    stack (run_cycle, cell.demo).
+    """
 
     def __init__(self, name: str = 'cell_demo'):
         self.context = Context()
-        rclpy.init(context=self.context)
+        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node(name, context=self.context)
         self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
         self.recorder: Optional['TopicRecorder'] = None
+        self.cancel_wait_s = 30.0
+        self.cancelled_result = None
 
     def _spin(self):
         try:
@@ -90,10 +98,13 @@ class DemoClient:
             self.node.destroy_subscription(sub)
 
     def run_cycle(self, max_parts: int, timeout: float, alive: Callable[[], None],
-                  on_feedback: Callable[[object], None]):
+                  on_feedback: Callable[[object], None],
+                  on_interrupt: Optional[Callable[[], None]] = None):
         """Send the goal, forward feedback, return the result message (RunInspectionCycle).
 
-        A dead node (alive() raising) or the timeout cancels the goal, then re-raises.
+        A dead node (alive() raising), the timeout or Ctrl-C cancels the goal, then re-raises.
+        After Ctrl-C the cancelled cycle gets `cancel_wait_s` to put the robot at rest and
+        record the part it was handling (a second Ctrl-C cuts that short).
         """
         from humanoid_inspection_interfaces.action import RunInspectionCycle
         goal = RunInspectionCycle.Goal(max_parts=int(max_parts))
@@ -102,15 +113,21 @@ class DemoClient:
             'run_inspection_cycle goal')
         if not handle.accepted:
             raise RuntimeError('run_inspection_cycle rejected the goal (a cycle is running?)')
+        result = handle.get_result_async()
         try:
-            return self._wait(handle.get_result_async(), timeout, alive,
-                              'run_inspection_cycle').result
-        except BaseException:
+            return self._wait(result, timeout, alive, 'run_inspection_cycle').result
+        except BaseException as exc:
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            if interrupted and on_interrupt is not None:
+                on_interrupt()
             try:
                 cancel = handle.cancel_goal_async()
-                deadline = time.monotonic() + 5.0
-                while not cancel.done() and time.monotonic() < deadline:
+                deadline = time.monotonic() + (self.cancel_wait_s if interrupted else 5.0)
+                while not (result.done() if interrupted else cancel.done()) \
+                        and time.monotonic() < deadline:
                     time.sleep(0.05)
+                if interrupted:
+                    self.cancelled_result = result.result().result if result.done() else None
             except Exception:  # the stack may be gone already
                 pass
             raise
