@@ -179,3 +179,23 @@ def test_height_map_bins_the_highest_point_and_cuts_spikes():
     assert top == pytest.approx(0.005, abs=1e-3) and known == 1.0
     assert hm.sample(np.array([0.5]), np.array([0.0]))[0] != hm.sample(
         np.array([0.5]), np.array([0.0]))[0]          # outside the grid: NaN
+
+
+def _grid_points(x0, x1, y0, y1, z, step=0.001):
+    xs, ys = np.meshgrid(np.arange(x0, x1, step), np.arange(y0, y1, step))
+    return np.stack([xs.ravel(), ys.ravel(), np.full(xs.size, z)], axis=1)
+
+
+def test_runs_that_all_lack_contact_give_no_grasp_not_an_error():
+    # The demo's affordance error "zero-size array to reduction operation minimum": a part
+    # too wide to pinch anywhere (a 120 mm slab, 20 mm high) beside a low rib (6 mm): the rib's
+    # runs fit the gripper but leave under 5 mm of contact above the fingertips, so every run
+    # was filtered out and the ranking reduced an empty array.
+    from humanoid_inspection.affordance.wall_grasps import WallGraspParams, find_wall_grasps
+    slab = _grid_points(-0.06, 0.06, -0.06, 0.06, 0.020)
+    rib = _grid_points(-0.03, 0.03, 0.09, 0.094, 0.006)
+    part = np.vstack([slab, rib])
+    table = _grid_points(-0.12, 0.12, -0.10, 0.14, 0.0)
+    hm = HeightMap(np.vstack([table, part]), part, np.array([0.0, 0.0, 1.0, 0.0]),
+                   np.array([0.0, 0.02, 0.0]), np.array([1.0, 0.0, 0.0]), 0.12)
+    assert find_wall_grasps(hm, WallGraspParams(), (0.0, 0.0)) == []

@@ -201,6 +201,8 @@ def _runs(heights, grip, known, occ, s_rows, t_cols, levels, land, c, perp, cent
     top = np.maximum.reduceat(flat, np.stack([starts, starts + (t1 - t0) + 1],
                                              axis=1).ravel())[::2]
     good = top - tip >= p.min_contact_m
+    if not good.any():
+        return []
     rows, t0, t1, width, tip, top = (a[good] for a in (rows, t0, t1, width, tip, top))
     tc = (t_cols[t0] + t_cols[t1]) / 2
     centres = centre_ab + np.outer(tc, c) + np.outer(s_rows[rows], perp)
@@ -213,6 +215,8 @@ def _rank(hm: HeightMap, found, p: WallGraspParams, centre_ab: np.ndarray,
     if not found:
         return []
     centres, dirs, width, tip, top, observed = (np.concatenate(x) for x in zip(*found))
+    if not len(width):
+        return []
     spare = 1.0 - (width + p.opening_margin_m) / p.max_opening_m
     contact = np.minimum(top, tip + p.finger_length_m) - tip
     centring = 1.0 - 0.4 * np.minimum(
