@@ -344,6 +344,16 @@ class InspectionCycle:
             if self._cancel():
                 self.canceled = True
                 return 'canceled'
+            # look from the rest pose: after a sort the waist may be turned and an arm in
+            # view, and the head camera then sees the cabinet, the bins or the arm as "parts"
+            # at odd angles (the demo's spurious detections and missed wall grasps)
+            try:
+                rested = self.services.go_to_rest()
+            except ServiceUnavailable as exc:
+                rested = False
+                self._event(index, '', 'perceive', f'no rest motion ({exc})')
+            if not rested:
+                self._event(index, '', 'perceive', 'robot not at rest; looking anyway')
             self._event(index, '', 'perceive', 'looking at the table')
             t0 = time.monotonic()
             seen = self.services.perceive()
