@@ -122,12 +122,30 @@ def test_hub_is_grasped_by_its_rim_or_its_hub(castings):
         if abs(r - rim_mid) < 0.006:                           # on the rim, closing radially
             assert abs(R[:2, 1] @ (r_vec / r)) > 0.95
             kinds.add('rim')
-        else:                                       # across the central hub (a chord of it)
-            assert r < HUB['hub_radius'] - 0.004 and cand.kind == 'raised'
+        else:       # across the central hub: the pads (finger_width wide) reach 4 mm into it
+            assert cand.kind == 'raised'
+            assert r - CFG.finger_width_m / 2 < HUB['hub_radius'] - 0.004
             chord = 2 * np.sqrt(HUB['hub_radius'] ** 2 - r ** 2)
             assert chord - 0.004 < cand.opening_m <= 2 * HUB['hub_radius'] + 0.02
             kinds.add('hub')
-    assert 'rim' in kinds
+    assert kinds    # the hub chords rank first (centred); the rim: next test
+
+
+def test_hub_rim_is_grasped_when_more_candidates_are_kept():
+    frame, result, depth = _render([hub(**HUB)])
+    cfg = dataclasses.replace(CFG, max_wall_candidates=12)
+    g = grasps_for_detection(result.detections[0], depth, frame.intrinsics, cfg)
+    rim_mid = HUB['radius'] - HUB['rim_width'] / 2
+    on_rim = []
+    for cand in g.candidates:
+        p, R = _world(frame, cand)
+        r_vec = p[:2] - HUB['xy']
+        r = np.linalg.norm(r_vec)
+        if abs(r - rim_mid) < 0.006:
+            assert abs(R[:2, 1] @ (r_vec / r)) > 0.95         # closing radially
+            assert p[2] - CFG.fingertip_below_tcp_m >= HUB['web'] + 0.001
+            on_rim.append(cand)
+    assert on_rim, [c.kind for c in g.candidates]
 
 
 def test_a_blocked_wall_is_not_grasped():

@@ -14,8 +14,10 @@ on the object's height map (affordance/height_map.py):
 2. Runs: at each level z (from the tip clearance up in `level_step_m` steps) a run is a stretch
    of a gripped-material profile higher than z: the material the fingers would squeeze. All
    levels and lines of one direction are handled in one array pass.
-3. Landing zones: on both sides of the run, over the finger thickness plus half the opening
-   margin, everything must be lower than the fingertips. Fingertip level = the higher landing
+3. Landing zones: on both sides of the run, where the fingers come down (half the opening
+   margin beside the run, over the finger thickness), everything must be lower than the
+   fingertips. (The gap between the run and the pad is not part of it: a curved rim bends
+   back into it beside a straight pad and is gripped there, not landed on.) Fingertip level = the higher landing
    zone + `tip_clearance_m`; the run's top must stand at least `min_contact_m` above it.
    Unknown cells (shadows) count as free; the observed fraction lowers the score instead.
 4. Kept: runs that fit the gripper (width + opening margin <= max opening) and are not a whole
@@ -54,6 +56,7 @@ class WallGraspParams:
     fingertip_below_tcp_m: float = 0.02
     tip_clearance_m: float = 0.003
     min_contact_m: float = 0.005
+    pad_gap_m: float = 0.002            # beside the run, not part of the landing zones
     palm_size_m: tuple = (0.05, 0.11)   # across the closing direction, along it
     directions: int = 8
     line_step_m: float = 0.004
@@ -105,7 +108,11 @@ def find_wall_grasps(hm: HeightMap, params: Optional[WallGraspParams] = None,
     """
     p = params or WallGraspParams()
     cell = hm.cell_m
-    land = int(np.ceil((p.finger_thickness_m + p.opening_margin_m / 2) / cell))
+    # the pads open half the margin away from the run; the finger body (its thickness) lies
+    # beyond that gap: only there must everything stay below the fingertips (a curved rim
+    # curves back into the gap beside a straight pad, and is gripped, not landed on)
+    gap = int(np.floor(min(p.pad_gap_m, p.opening_margin_m / 2) / cell + 1e-9))
+    land = (gap, int(np.ceil(p.finger_thickness_m / cell)))
     occupied_top = np.nanmax(np.where(hm.occupied, hm.heights, np.nan)) \
         if hm.occupied.any() else 0.0
     if not np.isfinite(occupied_top):
@@ -157,17 +164,21 @@ def find_wall_grasps(hm: HeightMap, params: Optional[WallGraspParams] = None,
 def _runs(heights, grip, known, occ, s_rows, t_cols, levels, land, c, perp, centre_ab, p):
     """Valid runs of one direction's profiles, as (centre, c, width, tip, top, observed).
 
+    land: (gap, finger) cells: the landing zone of a finger is `finger` cells wide and starts
+    `gap` cells beside the run.
     heights: (lines, T) highest cell under the finger width (landing zones, collisions);
     grip: (lines, T) height held over a third of the finger width in one piece (the runs).
     """
     cell = t_cols[1] - t_cols[0]
     n_rows, n_cols = heights.shape
-    # window statistics over [j, j + land) of the padded rows (anchor at the window start)
+    gap, finger = land
+    land = gap + finger
+    # window statistics over [j, j + finger) of the padded rows (anchor at the window start)
     pad_h = np.pad(heights, ((0, 0), (land, land)), constant_values=-1.0).astype(np.float32)
     pad_k = np.pad(known, ((0, 0), (land, land)), constant_values=0.0).astype(np.float32)
-    zone_max = cv2.dilate(pad_h, np.ones((1, land), np.uint8), anchor=(0, 0),
+    zone_max = cv2.dilate(pad_h, np.ones((1, finger), np.uint8), anchor=(0, 0),
                           borderType=cv2.BORDER_CONSTANT, borderValue=-1.0)
-    zone_known = cv2.blur(pad_k, (land, 1), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
+    zone_known = cv2.blur(pad_k, (finger, 1), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
     occ_cum = np.concatenate([np.zeros((n_rows, 1)), np.cumsum(occ, axis=1)], axis=1)
     any_occ = occ.any(axis=1)
     first_occ = np.where(any_occ, np.argmax(occ, axis=1), n_cols)
@@ -188,7 +199,10 @@ def _runs(heights, grip, known, occ, s_rows, t_cols, levels, land, c, perp, cent
     rows = lines[rows]
     t0, t1 = pos[0::2], pos[1::2] - 1                   # inclusive end
     width = (t1 - t0 + 1) * cell
-    landing = np.maximum(np.maximum(zone_max[rows, t0], zone_max[rows, t1 + 1 + land]), 0.0)
+    # left zone: original [t0 - land, t0 - gap) = padded [t0, t0 + finger); right zone:
+    # original [t1 + 1 + gap, t1 + 1 + land) = padded from t1 + 1 + gap + land
+    right = t1 + 1 + gap + land
+    landing = np.maximum(np.maximum(zone_max[rows, t0], zone_max[rows, right]), 0.0)
     tip = landing + p.tip_clearance_m
     whole = (t0 <= first_occ[rows] + 1) & (t1 >= last_occ[rows] - 1)
     on_object = occ_cum[rows, t1 + 1] - occ_cum[rows, t0] > 0
@@ -206,7 +220,8 @@ def _runs(heights, grip, known, occ, s_rows, t_cols, levels, land, c, perp, cent
     rows, t0, t1, width, tip, top = (a[good] for a in (rows, t0, t1, width, tip, top))
     tc = (t_cols[t0] + t_cols[t1]) / 2
     centres = centre_ab + np.outer(tc, c) + np.outer(s_rows[rows], perp)
-    observed = np.minimum(zone_known[rows, t0], zone_known[rows, t1 + 1 + land])
+    right = t1 + 1 + gap + land
+    observed = np.minimum(zone_known[rows, t0], zone_known[rows, right])
     return [(centres, np.broadcast_to(c, centres.shape), width, tip, top, observed)]
 
 
