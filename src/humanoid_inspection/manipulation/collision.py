@@ -70,28 +70,71 @@ def _pair_key(a: str, b: str) -> FrozenSet[str]:
     return frozenset((a, b))
 
 
+class _GeometryState:
+    """The geometry model of one attachment state and the pinocchio data its contexts share.
+
+    One ``GeometryData`` (security margins set once) and one broad-phase manager per geometry
+    model; a context switches the active pairs in it (``setActiveCollisionPairs``, ~50 us)
+    when it is not the one bound, instead of owning a ``GeometryData`` (4-7 ms to create with
+    ~1000 pairs) and a manager each.
+    """
+
+    def __init__(self, checker: 'CollisionChecker', geom_model: pin.GeometryModel,
+                 owner: List[str], joint_of: List[int], pair_kind: List[str],
+                 pair_between: List[FrozenSet[int]]):
+        self.checker = checker
+        self.geom_model = geom_model
+        self.owner = owner
+        self.joint_of = joint_of
+        self.pair_kind = pair_kind
+        self.pair_between = pair_between
+        self.contexts: Dict[tuple, 'CollisionContext'] = {}
+        self.bound: Optional['CollisionContext'] = None
+        self._pinocchio = None
+
+    def pinocchio(self):
+        """(model, data, geometry data, broad-phase manager), created on first use."""
+        if self._pinocchio is None:
+            model = self.checker.robot.model
+            gd = self.geom_model.createData()
+            self.checker.apply_margins(gd, self.geom_model, self.owner)
+            # Broad phase (coal dynamic AABB tree) in front of the narrow phase: ~2.5x faster
+            # than testing every active pair; it honours the active pairs and the margins.
+            broadphase = pin.BroadPhaseManager_DynamicAABBTreeCollisionManager(
+                model, self.geom_model, gd)
+            self._pinocchio = (model, model.createData(), gd, broadphase)
+        return self._pinocchio
+
+
 class CollisionContext:
     """A checker bound to a planning group and a set of allowed pairs (fast repeated queries).
 
-    Obtained from :meth:`CollisionChecker.context`. Not thread-safe (owns pinocchio data).
+    Obtained from :meth:`CollisionChecker.context`. Not thread-safe (the contexts of one
+    attachment state share pinocchio data).
     """
 
-    def __init__(self, checker: 'CollisionChecker', active: np.ndarray):
+    def __init__(self, checker: 'CollisionChecker', active: np.ndarray,
+                 state: Optional[_GeometryState] = None):
         self.checker = checker
-        self._gm = checker.geom_model
-        self._gd = checker.geom_model.createData()
-        self._model = checker.robot.model
-        self._data = checker.robot.model.createData()
+        self._state = state if state is not None else checker._state
+        self._gm = self._state.geom_model
         self._active_idx = np.flatnonzero(active)
-        for k, on in enumerate(active):
-            if not on:
-                self._gd.deactivateCollisionPair(int(k))
-        checker.apply_margins(self._gd)
-        # Broad phase (coal dynamic AABB tree) in front of the narrow phase: ~2.5x faster than
-        # testing every active pair; it honours the active pairs and the security margins.
-        self._broadphase = pin.BroadPhaseManager_DynamicAABBTreeCollisionManager(
-            self._model, self._gm, self._gd)
+        n = self._gm.ngeoms
+        self._active_map = np.zeros((n, n), dtype=bool)
+        for k in self._active_idx:
+            pair = self._gm.collisionPairs[int(k)]
+            self._active_map[pair.first, pair.second] = True
+            self._active_map[pair.second, pair.first] = True
         self.checks = 0
+
+    def _bind(self):
+        """Make this context's pairs the active ones of the shared data; returns it."""
+        state = self._state
+        out = state.pinocchio()
+        if state.bound is not self:
+            out[2].setActiveCollisionPairs(self._gm, self._active_map, True)
+            state.bound = self
+        return out
 
     @property
     def active_pair_count(self) -> int:
@@ -103,23 +146,26 @@ class CollisionContext:
         self.checks += 1
         if not len(self._active_idx):
             return False
-        return bool(pin.computeCollisions(self._model, self._data, self._broadphase,
+        model, data, _, broadphase = self._bind()
+        return bool(pin.computeCollisions(model, data, broadphase,
                                           np.asarray(q, dtype=float), True))
 
     def in_collision_narrowphase(self, q: np.ndarray) -> bool:
         """Same answer as in_collision, testing every active pair (reference for tests)."""
-        return bool(pin.computeCollisions(self._model, self._data, self._gm, self._gd,
+        model, data, gd, _ = self._bind()
+        return bool(pin.computeCollisions(model, data, self._gm, gd,
                                           np.asarray(q, dtype=float), True))
 
     def colliding_pairs(self, q: np.ndarray) -> List[Tuple[str, str]]:
         """Names (link or obstacle) of every active pair in collision at q."""
-        pin.computeCollisions(self._model, self._data, self._gm, self._gd,
-                              np.asarray(q, dtype=float), False)
+        model, data, gd, _ = self._bind()
+        pin.computeCollisions(model, data, self._gm, gd, np.asarray(q, dtype=float), False)
         out = []
+        owner = self._state.owner
         for k in self._active_idx:
-            if self._gd.collisionResults[int(k)].isCollision():
+            if gd.collisionResults[int(k)].isCollision():
                 pair = self._gm.collisionPairs[int(k)]
-                out.append((self.checker.owner(pair.first), self.checker.owner(pair.second)))
+                out.append((owner[pair.first], owner[pair.second]))
         return out
 
 
@@ -147,13 +193,20 @@ class CollisionChecker:
         names = [o.name for o in self.obstacles]
         if len(set(names)) != len(names):
             raise ValueError(f'obstacle names must be unique: {names}')
+        # Joint supports as sets, computed once (pinocchio converts them on every access).
+        self._supports = [frozenset(robot.model.supports[j]) for j in range(robot.model.njoints)]
+        self._parents = list(robot.model.parents)
+        self._obstacle_names = frozenset(names)
+        self._between_cache: Dict[Tuple[int, int], FrozenSet[int]] = {}
+        self._hand_joint_cache: Dict[str, Set[int]] = {}
         self._locked = {robot.model.getJointId(j)
                         for j in tuple(locked_joints) + tuple(robot.locked_joints)
                         if robot.model.existJointName(j)}
         self._extra_allowed = {_pair_key(a, b) for a, b in allowed_link_pairs}
         self._attached: Dict[str, AttachedObject] = {}
         self._contexts: Dict[tuple, CollisionContext] = {}
-        self._built: Dict[tuple, tuple] = {}
+        self._built: Dict[tuple, _GeometryState] = {}
+        self._base: Optional[_GeometryState] = None
         self._build()
 
     # ------------------------------------------------------------------ model building
@@ -163,20 +216,24 @@ class CollisionChecker:
                             for side, obj in self._attached.items()))
 
     def _build(self):
-        """Make the geometry model for the current attached parts (cached per attachment)."""
+        """Select the geometry model of the current attached parts (cached per attachment)."""
         key = self._attached_key()
         state = self._built.get(key)
         if state is None:
-            self._build_geometry()
-            state = (self.geom_model, self._owner, self._joint_of, self._pair_kind,
-                     self._pair_between, self._contexts)
+            state = self._build_geometry()
             if len(self._built) > 32:
                 self._built.clear()
             self._built[key] = state
-        (self.geom_model, self._owner, self._joint_of, self._pair_kind, self._pair_between,
-         self._contexts) = state
+        self._state = state
+        self.geom_model = state.geom_model
+        self._owner = state.owner
+        self._joint_of = state.joint_of
+        self._pair_kind = state.pair_kind
+        self._pair_between = state.pair_between
+        self._contexts = state.contexts
 
-    def _build_geometry(self):
+    def _build_base(self) -> _GeometryState:
+        """Robot (URDF collision elements) + cell obstacles and their checked pairs (once)."""
         model = self.robot.model
         gm = pin.buildGeomFromUrdfString(model, self.robot.urdf_xml, pin.COLLISION)
         self._robot_geoms = list(range(gm.ngeoms))
@@ -186,7 +243,36 @@ class CollisionChecker:
                 raise ValueError(f'obstacle {ob.name}: size must be 3 positive numbers')
             gm.addGeometryObject(pin.GeometryObject(
                 ob.name, 0, 0, _se3(ob.pose), coal.Box(*size)))
-        for side, obj in self._attached.items():
+        self._owner = [self._owner_name(g) for g in gm.geometryObjects]
+        self._joint_of = [g.parentJoint for g in gm.geometryObjects]
+        self._ref_touching = self._touching_in_reference(gm)
+        pair_kind: List[str] = []
+        for i in range(gm.ngeoms):
+            for j in range(i + 1, gm.ngeoms):
+                kind = self._classify(i, j, self._ref_touching)
+                if kind is not None:
+                    gm.addCollisionPair(pin.CollisionPair(i, j))
+                    pair_kind.append(kind)
+        return self._state_of(gm, pair_kind)
+
+    def _state_of(self, gm: pin.GeometryModel, pair_kind: List[str]) -> _GeometryState:
+        owner = [self._owner_name(g) for g in gm.geometryObjects]
+        joint_of = [g.parentJoint for g in gm.geometryObjects]
+        pair_between = [self._joints_between(joint_of[p.first], joint_of[p.second])
+                        for p in gm.collisionPairs]
+        return _GeometryState(self, gm, owner, joint_of, pair_kind, pair_between)
+
+    def _build_geometry(self) -> _GeometryState:
+        """The base model plus the attached parts and their pairs (the base is not rebuilt)."""
+        if self._base is None:
+            self._base = self._build_base()
+        if not self._attached:
+            return self._base
+        model = self.robot.model
+        gm = self._base.geom_model.copy()
+        pair_kind = list(self._base.pair_kind)
+        first_new = gm.ngeoms
+        for side, obj in sorted(self._attached.items()):
             tcp = model.frames[self.robot.frame_id(f'{side}_tcp')]
             placement = tcp.placement * _se3(obj.offset)
             if obj.shape == 'box':
@@ -195,26 +281,19 @@ class CollisionChecker:
                 shape = coal.Cylinder(*obj.dims)
             gm.addGeometryObject(pin.GeometryObject(
                 ATTACHED_PREFIX + side, tcp.parentJoint, placement, shape))
-        self.geom_model = gm
+        # _classify reads the owners / joints of every geometry, the attached ones included.
         self._owner = [self._owner_name(g) for g in gm.geometryObjects]
         self._joint_of = [g.parentJoint for g in gm.geometryObjects]
-        self._pair_kind: List[str] = []
-        if getattr(self, '_ref_touching', None) is None:
-            self._ref_touching = self._touching_in_reference(gm)
-        ref_allowed = self._ref_touching
-        for i in range(gm.ngeoms):
-            for j in range(i + 1, gm.ngeoms):
-                kind = self._classify(i, j, ref_allowed)
+        for j in range(first_new, gm.ngeoms):
+            for i in range(j):
+                kind = self._classify(i, j, self._ref_touching)
                 if kind is not None:
                     gm.addCollisionPair(pin.CollisionPair(i, j))
-                    self._pair_kind.append(kind)
-        self._pair_between = [self._joints_between(self._joint_of[p.first],
-                                                   self._joint_of[p.second])
-                              for p in gm.collisionPairs]
-        self._contexts = {}
+                    pair_kind.append(kind)
+        return self._state_of(gm, pair_kind)
 
     def _owner_name(self, geom: pin.GeometryObject) -> str:
-        if geom.parentJoint == 0 and geom.name in {o.name for o in self.obstacles}:
+        if geom.parentJoint == 0 and geom.name in self._obstacle_names:
             return geom.name
         if geom.name.startswith(ATTACHED_PREFIX):
             return geom.name
@@ -224,19 +303,25 @@ class CollisionChecker:
         """Link, obstacle or attached-object name of a geometry."""
         return self._owner[geom_index]
 
-    def _joints_between(self, ja: int, jb: int) -> Set[int]:
-        sa = set(self.robot.model.supports[ja])
-        sb = set(self.robot.model.supports[jb])
-        return (sa ^ sb) - {0}
+    def _joints_between(self, ja: int, jb: int) -> FrozenSet[int]:
+        key = (ja, jb)
+        out = self._between_cache.get(key)
+        if out is None:
+            out = self._between_cache[key] = (self._supports[ja] ^ self._supports[jb]) - {0}
+        return out
 
     def _hand_joints(self, side: str) -> Set[int]:
         """The last arm joint of side and every joint below it (wrist + fingers)."""
+        out = self._hand_joint_cache.get(side)
+        if out is not None:
+            return out
         arm = self.robot.groups.get(f'{side}_arm')
-        if arm is None:
-            return set()
-        last = self.robot.model.getJointId(arm.joint_names[-1])
-        return {j for j in range(1, self.robot.model.njoints)
-                if last in self.robot.model.supports[j]}
+        out = set()
+        if arm is not None:
+            last = self.robot.model.getJointId(arm.joint_names[-1])
+            out = {j for j in range(1, self.robot.model.njoints) if last in self._supports[j]}
+        self._hand_joint_cache[side] = out
+        return out
 
     def hand_links(self, side: str) -> List[str]:
         """Names of the links carrying collision geometry from side's last arm joint down."""
@@ -271,7 +356,7 @@ class CollisionChecker:
         """'self' / 'world' / 'attached' for a pair to check, None for an allowed pair."""
         ni, nj = self._owner[i], self._owner[j]
         ji, jj = self._joint_of[i], self._joint_of[j]
-        obstacles = {o.name for o in self.obstacles}
+        obstacles = self._obstacle_names
         att_i, att_j = ni.startswith(ATTACHED_PREFIX), nj.startswith(ATTACHED_PREFIX)
         obs_i, obs_j = ni in obstacles, nj in obstacles
         if obs_i and obs_j:
@@ -291,11 +376,11 @@ class CollisionChecker:
             return 'attached'
         if obs_i or obs_j:
             joint = jj if obs_i else ji
-            moving = set(self.robot.model.supports[joint]) - {0} - self._locked
+            moving = self._supports[joint] - {0} - self._locked
             return 'world' if moving else None
         if ji == jj:
             return None
-        if self.robot.model.parents[ji] == jj or self.robot.model.parents[jj] == ji:
+        if self._parents[ji] == jj or self._parents[jj] == ji:
             return None
         if frozenset((i, j)) in ref_allowed:
             return None
@@ -336,16 +421,19 @@ class CollisionChecker:
         return self._attached.get(side)
 
     # ------------------------------------------------------------------ queries
-    def apply_margins(self, gd: pin.GeometryData) -> None:
+    def apply_margins(self, gd: pin.GeometryData, geom_model: Optional[pin.GeometryModel] = None,
+                      owner: Optional[List[str]] = None) -> None:
         """Set the security margins of a GeometryData (padding on robot/part vs obstacles)."""
-        n = self.geom_model.ngeoms
+        gm = self.geom_model if geom_model is None else geom_model
+        owner = self._owner if owner is None else owner
+        n = gm.ngeoms
         margins = np.full((n, n), self.self_padding)
-        obstacles = {o.name for o in self.obstacles}
-        for k, pair in enumerate(self.geom_model.collisionPairs):
-            if self._owner[pair.first] in obstacles or self._owner[pair.second] in obstacles:
+        is_obstacle = np.array([name in self._obstacle_names for name in owner])
+        for pair in gm.collisionPairs:
+            if is_obstacle[pair.first] or is_obstacle[pair.second]:
                 margins[pair.first, pair.second] = self.padding
                 margins[pair.second, pair.first] = self.padding
-        gd.setSecurityMargins(self.geom_model, margins, True, True)
+        gd.setSecurityMargins(gm, margins, True, True)
 
     def context(self, group: Optional[PlanningGroup] = None,
                 allowed: Iterable[Tuple[str, str]] = ()) -> CollisionContext:
@@ -372,7 +460,7 @@ class CollisionChecker:
                 if group_joints is not None and not (self._pair_between[k] & group_joints):
                     continue
                 active[k] = True
-            ctx = CollisionContext(self, active)
+            ctx = CollisionContext(self, active, self._state)
             self._contexts[key] = ctx
         return ctx
 
