@@ -6,7 +6,10 @@
   validity, discrete motion checking every ``resolution x coarse_factor`` rad while exploring,
   OMPL's path simplifier on the result (vertex reduction by default; the full shortcut +
   smoothing on request), then the final path re-checked every ``resolution`` rad (replanned at
-  the fine resolution if that fails).
+  the fine resolution if that fails). Before OMPL, **experience reuse** (as OMPL's Lightning
+  framework / MoveIt's cached paths): the interior waypoints of the group's stored paths whose
+  ends are nearest to the new start and goal, re-connected to them and re-checked at the fine
+  resolution against the current scene (a reused path is as collision-free as a new one).
 - :meth:`MotionPlanner.plan_to_pose`: collision-aware IK (goal state), then plan_joint.
 - :meth:`MotionPlanner.cartesian_path`: a straight tool line (position lerp + rotation slerp)
   cut every ``step`` m / ``rotation_step`` rad, IK at each cut seeded by the previous solution
@@ -23,7 +26,7 @@ values of the start configuration.
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import pinocchio as pin
@@ -36,6 +39,14 @@ from humanoid_inspection.manipulation.time_parameterization import (TimedTraject
 
 
 _OMPL_SEEDED = False
+
+
+def _coarse_first_order(steps: int) -> List[int]:
+    """1..steps, every 4th index (ending at steps) first, then the odd and the rest."""
+    order = list(range(steps, 0, -4))
+    order += [k for k in range(steps - 2, 0, -4)]
+    order += [k for k in range(1, steps + 1) if (steps - k) % 2]
+    return order
 
 
 class PlanStatus(enum.Enum):
@@ -101,11 +112,14 @@ class MotionPlanner:
         coarse_factor: OMPL explores with motion checks every resolution x coarse_factor;
             the result is validated at resolution (and replanned at it if that fails).
         seed: seed of OMPL's and the IK restarts' random generators (None = nondeterministic).
+        experience: joint paths remembered per group for reuse (0 = no reuse).
+        experience_tries: stored paths tried (nearest ends first) before OMPL.
     """
 
     def __init__(self, robot: RobotModel, checker: CollisionChecker, resolution: float = 0.03,
                  planner: str = 'RRTConnect', simplify_time_s: float = 0.02,
-                 seed: Optional[int] = 0, simplify: str = 'reduce', coarse_factor: float = 2.0):
+                 seed: Optional[int] = 0, simplify: str = 'reduce', coarse_factor: float = 2.0,
+                 experience: int = 32, experience_tries: int = 3):
         from ompl import geometric as og
         from ompl import util as ou
         ou.setLogLevel(ou.LogLevel.LOG_WARN)
@@ -127,6 +141,9 @@ class MotionPlanner:
             ou.RNG.setSeed(int(seed) + 1)
             _OMPL_SEEDED = True
         self._ik = {}
+        self.experience = max(0, int(experience))
+        self.experience_tries = max(0, int(experience_tries))
+        self._experience: Dict[str, List[np.ndarray]] = {}
 
     def ik_solver(self, group: PlanningGroup) -> IKSolver:
         """The (cached) IKSolver of a group."""
@@ -166,7 +183,9 @@ class MotionPlanner:
         """True if the straight joint motion qa -> qb is collision-free at resolution."""
         steps = int(np.ceil(np.abs(qb - qa).max() / self.resolution))
         q = np.array(q_full, dtype=float)
-        for k in range(1, steps + 1):
+        # Every 4th state first, then the states between: a blocked motion is usually found
+        # after a quarter of the checks (the answer is the same).
+        for k in _coarse_first_order(steps):
             q[group.q_idx] = qa + (qb - qa) * (k / steps)
             if ctx.in_collision(q):
                 return False
@@ -211,6 +230,10 @@ class MotionPlanner:
         if self.motion_valid(ctx, q_start_full, group, qa, q_goal):
             return PathResult(PlanStatus.SUCCESS, np.vstack([qa, q_goal]), 'direct',
                               time.perf_counter() - t0, 1.0, 'direct')
+        path = self._reuse(group, ctx, q_start_full, qa, q_goal)
+        if path is not None:
+            return PathResult(PlanStatus.SUCCESS, path, f'experience, {len(path)} waypoints',
+                              time.perf_counter() - t0, 1.0, 'experience')
         # Explore at a coarse motion resolution (fewer checks), then validate the final path
         # at the fine one; a path that fails it is planned again at the fine resolution.
         path = self._ompl(group, ctx, q_start_full, qa, q_goal, timeout_s,
@@ -224,8 +247,45 @@ class MotionPlanner:
             return PathResult(PlanStatus.PLANNING_FAILED, None,
                               f'{self.planner_name} found no path in {timeout_s:.2f} s',
                               elapsed, 0.0, self.planner_name)
+        self._remember(group, path)
         return PathResult(PlanStatus.SUCCESS, path, f'{self.planner_name}, {len(path)} waypoints',
                           elapsed, 1.0, self.planner_name)
+
+    # ------------------------------------------------------------------ experience
+    def _remember(self, group: PlanningGroup, path: np.ndarray, index: Optional[int] = None):
+        """Store a path with interior waypoints (most recent first; index: move it up)."""
+        if not self.experience or len(path) < 3:
+            return
+        paths = self._experience.setdefault(group.name, [])
+        if index is not None:
+            paths.pop(index)
+        paths.insert(0, np.array(path, dtype=float))
+        del paths[self.experience:]
+
+    def forget_experience(self) -> None:
+        """Drop every remembered path."""
+        self._experience.clear()
+
+    def _reuse(self, group: PlanningGroup, ctx: CollisionContext, q_full: np.ndarray,
+               qa: np.ndarray, qb: np.ndarray) -> Optional[np.ndarray]:
+        """A stored path re-connected to qa and qb, collision-free at resolution, or None.
+
+        The stored paths whose ends are nearest (L-inf) to qa and qb are tried first; the new
+        end segments are checked before the interior (they are the likelier to fail).
+        """
+        paths = self._experience.get(group.name)
+        if not paths or not self.experience_tries:
+            return None
+        dist = [max(np.abs(p[0] - qa).max(), np.abs(p[-1] - qb).max()) for p in paths]
+        for k in np.argsort(dist, kind='stable')[:self.experience_tries]:
+            path = np.vstack([qa, paths[k][1:-1], qb])
+            if not (self.motion_valid(ctx, q_full, group, path[0], path[1])
+                    and self.motion_valid(ctx, q_full, group, path[-2], path[-1])
+                    and self.path_valid(ctx, q_full, group, path[1:-1])):
+                continue
+            self._remember(group, paths[k], int(k))
+            return path
+        return None
 
     def _ompl(self, group, ctx, q_full, qa, qb, timeout_s, resolution) -> Optional[np.ndarray]:
         from ompl import base as ob
