@@ -6,9 +6,18 @@ and affordance/markers (an arrow along each grasp's approach axis and a bar acro
 opening); serves affordance/predict. Candidates are turned into base_frame with the camera
 pose from /joint_states by pinocchio forward kinematics of the project URDF
 (affordance.camera_pose) or, where that URDF is not available, from a fixed pose parameter.
+
+The last `pair_history` detection/depth pairs are kept by the detections' stamp:
+affordance/predict answers for the DetectionArray its request names (`detections_stamp`; the
+object ids are only unique within one array), waiting up to `predict_wait_s` for that pair,
+so a caller never gets grasps computed on an older frame (the cell grasped at a part's old
+place). The candidates topic is computed for every pair only while someone subscribes to it
+or to the markers (6 parts cost ~0.4 s of a 2-core machine per frame at 15 Hz otherwise).
 """
 
 import threading
+import time
+from collections import OrderedDict
 
 import numpy as np
 from geometry_msgs.msg import Point
@@ -60,6 +69,9 @@ PARAMS = (
     Param('fingertip_below_tcp_m', 0.02, 'fingertips below the TCP (m, gripper geometry)',
           0.0, 0.5),
     Param('tip_clearance_m', 0.003, 'fingertips above what lies under them (m)', 0.0, 0.1),
+    Param('pair_history', 30, 'detection/depth pairs kept for affordance/predict', 1, 1000),
+    Param('predict_wait_s', 2.0, 'affordance/predict waits this long for the requested '
+          "detections' depth pair (s)", 0.0, 60.0),
 )
 
 
@@ -110,7 +122,8 @@ class AffordanceNode(Node):
         self._joints = {}
         self._lock = threading.Lock()
         self._info = None
-        self._latest = None  # (header, detections, depth_m, intrinsics)
+        self._latest = None  # (detections, depth, intrinsics)
+        self._pairs = OrderedDict()   # detections stamp (ns) -> (detections, depth, intrinsics)
         self.sync = ApproximateTimeSync(2, self.p['sync_slop_s'], 10, self._on_pair)
         group = MutuallyExclusiveCallbackGroup()
         self.pub = self.create_publisher(AffordanceArray, self.p['candidates_topic'], 10)
@@ -174,9 +187,13 @@ class AffordanceNode(Node):
     def _on_pair(self, det_msg: DetectionArray, depth_msg: Image):
         with self._lock:
             intr = self._info
-        result, header = self.compute(det_msg, depth_msg, intr)
-        with self._lock:
             self._latest = (det_msg, depth_msg, intr)
+            self._pairs[_stamp_ns(det_msg.header.stamp)] = self._latest
+            while len(self._pairs) > self.p['pair_history']:
+                self._pairs.popitem(last=False)
+        if not (self.pub.get_subscription_count() or self.markers.get_subscription_count()):
+            return
+        result, header = self.compute(det_msg, depth_msg, intr)
         frame_in_base = self.p['output_in_base_frame']
         out = self._to_msg(result, header, frame_in_base)
         self.pub.publish(out)
@@ -278,12 +295,30 @@ class AffordanceNode(Node):
             markers.markers += [arrow, bar]
         return markers
 
+    def _pair_for(self, stamp_ns: int):
+        """(pair or None, why) for the detections of stamp_ns (0 = the latest pair)."""
+        deadline = time.monotonic() + self.p['predict_wait_s']
+        while True:
+            with self._lock:
+                pair = self._latest if not stamp_ns else self._pairs.get(stamp_ns)
+                held = list(self._pairs)
+            if pair is not None:
+                return pair, ''
+            if time.monotonic() >= deadline:
+                if not stamp_ns:
+                    return None, 'no detections with matching depth received yet'
+                have = (f'{held[0] * 1e-9:.3f}..{held[-1] * 1e-9:.3f} s' if held else 'none')
+                return None, (f'the detections of stamp {stamp_ns * 1e-9:.3f} s have no depth '
+                              f'pair (pairs held: {have})')
+            time.sleep(0.02)
+
     def _on_predict(self, request, response):
+        latest, why = self._pair_for(_stamp_ns(request.detections_stamp))
         with self._lock:
-            latest, intr = self._latest, self._info
+            intr = self._info
         if latest is None:
             response.success = False
-            response.message = 'no detections with matching depth received yet'
+            response.message = why
             return response
         det_msg, depth_msg, intr_then = latest
         result, header = self.compute(det_msg, depth_msg, intr_then or intr,
@@ -292,6 +327,10 @@ class AffordanceNode(Node):
         response.success = bool(response.candidates.candidates)
         response.message = result.diagnostic
         return response
+
+
+def _stamp_ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def main(args=None) -> int:

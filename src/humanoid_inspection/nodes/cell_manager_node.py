@@ -237,17 +237,19 @@ class RosCellServices(CellServices):
         low = len(det.detections) - len(sightings)
         ignored = []
         if sightings:
-            sightings, ignored = self._attach_grasps(sightings)
+            sightings, ignored = self._attach_grasps(sightings, det.header.stamp)
         note = '; '.join(([f'{low} detection(s) below score {self.p["min_detection_score"]}']
                           if low else []) + ignored + ([det.diagnostic] if det.diagnostic
                                                        else []))
         return Perception(sightings, compute, picture, note)
 
-    def _attach_grasps(self, sightings):
+    def _attach_grasps(self, sightings, stamp):
         """Ask affordance/predict once for every object; drop parts outside the pick area.
 
-        The grasps are kept with each sighting (predict_grasps returns them), so the
-        candidates and the detections come from the same perception frame.
+        The request names the detections' stamp: the object ids ('obj_N') only mean something
+        within one DetectionArray, and grasps of an older frame put the gripper where a part
+        was before the last move (the demo's grasps that closed on nothing). The grasps are
+        kept with each sighting (predict_grasps returns them).
         """
         client = self.node.predict_client
         self._ready(client, 'affordance/predict')
@@ -255,7 +257,8 @@ class RosCellServices(CellServices):
         while True:
             t0 = time.monotonic()
             resp = self._wait_future(
-                client.call_async(PredictAffordance.Request(object_id='', in_base_frame=True)),
+                client.call_async(PredictAffordance.Request(object_id='', in_base_frame=True,
+                                                            detections_stamp=stamp)),
                 self.p['affordance_timeout_s'], 'affordance/predict')
             compute = time.monotonic() - t0
             a = resp.candidates
