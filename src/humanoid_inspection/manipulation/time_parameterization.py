@@ -1,14 +1,15 @@
 """Time parameterisation of joint-space paths under velocity and acceleration limits.
 
-Primary method: TOPP-RA (``toppra``, Pham & Pham 2018) on a clamped cubic spline through the
-path, after the path has been resampled every ``resample_step`` rad so the spline stays within a
-fraction of that step of the collision-checked polyline. TOPP-RA enforces the limits at its grid
-points only; between them the joint accelerations of the spline can overshoot by a few percent.
-So every trajectory is then **checked densely** (every ``check_dt`` s): if a velocity or
-acceleration exceeds its limit, time is stretched uniformly by the factor that brings the worst
-ratio to 1 (velocities scale with 1/k, accelerations with 1/k^2), and the check is repeated.
-Positions are checked against the joint limits (a spline can overshoot a waypoint that sits on a
-limit).
+Primary method: TOPP-RA (``toppra``, Pham & Pham 2018, seidel solver) on a not-a-knot cubic
+spline through the waypoints, on 2 x N grid points (50..200). TOPP-RA enforces the limits at
+its grid points only; between them the joint accelerations of the spline can overshoot by a
+few percent. So every trajectory is then **checked densely** (every ``check_dt`` s): if a
+velocity or acceleration exceeds its limit, time is stretched uniformly by the factor that
+brings the worst ratio to 1 (velocities scale with 1/k, accelerations with 1/k^2); the output
+samples themselves (which fall between the dense samples) are checked too, and stretched again
+if one is over a limit. Positions are checked against the joint limits (a spline can overshoot
+a waypoint that sits on a limit). TOPP-RA's constant-acceleration output is evaluated
+vectorised here (toppra's own evaluation loops in Python over the samples, 6 x per path).
 
 Fallback (TOPP-RA failure, position overshoot, or a rejected spline - see ``validate``): the
 polyline itself, stopping at every waypoint, each segment a synchronised time-optimal trapezoidal
@@ -20,6 +21,7 @@ points with positions, velocities, accelerations, time_from_start), sampled ever
 ``sample_dt`` s plus the exact final point.
 """
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
@@ -33,6 +35,8 @@ _CONSTRAINTS: dict = {}
 # A spline overshooting a position limit by at most this much (rad or m) is clipped to it;
 # more selects the fallback.
 POSITION_CLIP_TOLERANCE = 2e-3
+# Uniform stretches tried until every output sample is inside the limits (then the fallback).
+_MAX_STRETCHES = 4
 
 
 @dataclass
@@ -168,6 +172,27 @@ def _trapezoid_sample(t: np.ndarray, length: float, v: float, a: float):
     return s, sd, sdd, t_end
 
 
+def _segment_limits(delta: np.ndarray, max_velocity: np.ndarray,
+                    max_acceleration: np.ndarray):
+    """Velocity and acceleration limits of the scalar s in [0, 1] along a straight segment."""
+    absd = np.abs(delta)
+    moving = absd > 1e-12
+    return (float(np.min(max_velocity[moving] / absd[moving])),
+            float(np.min(max_acceleration[moving] / absd[moving])))
+
+
+def trapezoidal_duration(path: np.ndarray, max_velocity: np.ndarray,
+                         max_acceleration: np.ndarray) -> float:
+    """Duration (s) of :func:`trapezoidal_trajectory` on the same (deduplicated) path."""
+    path = _dedupe(np.asarray(path, dtype=float))
+    total = 0.0
+    for a_pt, b_pt in zip(path[:-1], path[1:]):
+        v_s, a_s = _segment_limits(b_pt - a_pt, max_velocity, max_acceleration)
+        t_acc, t_cruise, _ = _trapezoid(1.0, v_s, a_s)
+        total += 2 * t_acc + t_cruise
+    return total
+
+
 def trapezoidal_trajectory(path: np.ndarray, joint_names: Sequence[str],
                            max_velocity: np.ndarray, max_acceleration: np.ndarray,
                            sample_dt: float = 0.02) -> TimedTrajectory:
@@ -188,11 +213,8 @@ def trapezoidal_trajectory(path: np.ndarray, joint_names: Sequence[str],
     t0 = 0.0
     for a_pt, b_pt in zip(path[:-1], path[1:]):
         delta = b_pt - a_pt
-        absd = np.abs(delta)
-        moving = absd > 1e-12
         # Scalar s in [0, 1] along the segment; limits in s units.
-        v_s = float(np.min(max_velocity[moving] / absd[moving]))
-        a_s = float(np.min(max_acceleration[moving] / absd[moving]))
+        v_s, a_s = _segment_limits(delta, max_velocity, max_acceleration)
         _, _, _, t_end = _trapezoid_sample(np.zeros(1), 1.0, v_s, a_s)
         k = max(2, int(np.ceil(t_end / sample_dt)) + 1)
         t = np.linspace(0.0, t_end, k)[1:]
@@ -207,12 +229,62 @@ def trapezoidal_trajectory(path: np.ndarray, joint_names: Sequence[str],
                            np.vstack(vel), np.vstack(acc), method='trapezoidal')
 
 
-def _toppra_trajectory(path, max_velocity, max_acceleration, grid_points):
+def _toppra_setup():
+    """Import toppra once, quiet its logs, and memoise its solver probe.
+
+    toppra's algorithm constructor calls ``available_solvers()`` on every instance, which runs
+    two ``importlib.util.find_spec`` look-ups (~0.6 ms per call); the answer cannot change
+    within a process.
+    """
     import toppra
-    import toppra.algorithm as algo
-    import toppra.constraint as constraint
+    import toppra.solverwrapper as wrappers
+    if not getattr(wrappers.available_solvers, '_memoised', False):
+        probe = functools.lru_cache(maxsize=None)(wrappers.available_solvers)
+        probe._memoised = True
+        wrappers.available_solvers = probe
     toppra.setup_logging('WARNING')
     logging.getLogger('toppra').setLevel(logging.WARNING)
+    return toppra
+
+
+class _ConstAccelTrajectory:
+    """TOPP-RA's output as toppra's ParametrizeConstAccel builds it, evaluated vectorised.
+
+    Between grid points s_i the path acceleration is constant, u_i = (sd_{i+1}^2 - sd_i^2) /
+    (2 (s_{i+1} - s_i)), reached in t_{i+1} - t_i = 2 (s_{i+1} - s_i) / (sd_i + sd_{i+1}).
+    :meth:`evaluate` returns q, qd, qdd at many times from one evaluation of s, sd, sdd
+    (toppra's own ``__call__`` loops in Python over the times, once per derivative order).
+    """
+
+    def __init__(self, spline, gridpoints: np.ndarray, sd: np.ndarray):
+        self.spline = spline
+        self.ss = np.asarray(gridpoints, dtype=float)
+        self.sd = np.asarray(sd, dtype=float)
+        ds = np.diff(self.ss)
+        self.u = 0.5 * np.diff(self.sd ** 2) / ds
+        self.ts = np.concatenate([[0.0], np.cumsum(2.0 * ds / (self.sd[:-1] + self.sd[1:]))])
+        self.duration = float(self.ts[-1])
+
+    def evaluate(self, t: np.ndarray):
+        """(q, qd, qdd) at times t (arrays (len(t), n))."""
+        idx = np.clip(np.searchsorted(self.ts, t, side='right') - 1, 0, len(self.u) - 1)
+        dt = t - self.ts[idx]
+        u = self.u[idx]
+        v = self.sd[idx] + dt * u
+        s = np.clip(self.ss[idx] + dt * self.sd[idx] + 0.5 * dt * dt * u, self.ss[0],
+                    self.ss[-1])
+        d1 = self.spline(s, 1)
+        q = self.spline(s)
+        qd = d1 * v[:, None]
+        qdd = self.spline(s, 2) * (v * v)[:, None] + d1 * u[:, None]
+        return q, qd, qdd
+
+
+def _toppra_trajectory(path, max_velocity, max_acceleration, grid_points):
+    toppra = _toppra_setup()
+    import toppra.algorithm as algo
+    import toppra.constraint as constraint
+    from toppra.algorithm.algorithm import ParameterizationReturnCode
     ss = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))])
     spline = toppra.SplineInterpolator(ss, path, bc_type='not-a-knot')
     key = (tuple(max_velocity), tuple(max_acceleration))
@@ -224,9 +296,12 @@ def _toppra_trajectory(path, max_velocity, max_acceleration, grid_points):
                 np.vstack([-max_acceleration, max_acceleration]).T))
     pc_v, pc_a = constraints
     grid = np.linspace(0.0, ss[-1], max(grid_points, 2))
-    inst = algo.TOPPRA([pc_v, pc_a], spline, gridpoints=grid,
-                       parametrizer='ParametrizeConstAccel')
-    return inst.compute_trajectory(0.0, 0.0)
+    inst = algo.TOPPRA([pc_v, pc_a], spline, gridpoints=grid, solver_wrapper='seidel')
+    inst.compute_parameterization(0.0, 0.0)
+    data = inst.problem_data
+    if data.return_code != ParameterizationReturnCode.Ok or data.sd_vec is None:
+        return None
+    return _ConstAccelTrajectory(spline, data.gridpoints, data.sd_vec)
 
 
 def time_parameterize(path: np.ndarray, joint_names: Sequence[str], lower: np.ndarray,
@@ -276,19 +351,19 @@ def time_parameterize(path: np.ndarray, joint_names: Sequence[str], lower: np.nd
                                method='none')
     if method not in ('toppra', 'trapezoidal'):
         raise TimeParameterizationError(f"method must be 'toppra' or 'trapezoidal': {method}")
-    fallback = trapezoidal_trajectory(path, joint_names, vmax, amax, sample_dt)
     if method == 'trapezoidal' or len(path) == 2:
         # A straight rest-to-rest segment: the synchronised trapezoid is already the
         # time-optimal profile under velocity and acceleration limits.
-        return fallback
+        return trapezoidal_trajectory(path, joint_names, vmax, amax, sample_dt)
     try:
         traj = _toppra_sampled(path, joint_names, lower, upper, vmax, amax, sample_dt,
                                check_dt, validate)
     except Exception as exc:  # toppra raises assorted errors on degenerate paths
         _LOG.debug('TOPP-RA failed (%s); using the trapezoidal fallback', exc)
         traj = None
-    if traj is None or traj.duration >= fallback.duration:
-        return fallback
+    # The fallback is only sampled when it is used; its duration is known in closed form.
+    if traj is None or traj.duration >= trapezoidal_duration(path, vmax, amax):
+        return trapezoidal_trajectory(path, joint_names, vmax, amax, sample_dt)
     return traj
 
 
@@ -298,25 +373,36 @@ def _toppra_sampled(path, joint_names, lower, upper, vmax, amax, sample_dt, chec
     jt = _toppra_trajectory(path, vmax, amax, grid)
     if jt is None or not np.isfinite(jt.duration) or jt.duration <= 0:
         return None
-    duration = float(jt.duration)
+    duration = jt.duration
     tc = np.append(np.arange(0.0, duration, check_dt), duration)
-    qc = jt(tc)
+    qc, qdc, qddc = jt.evaluate(tc)
     overshoot = max(float(np.max(lower - qc)), float(np.max(qc - upper)), 0.0)
     if overshoot > POSITION_CLIP_TOLERANCE:
         return None
     if validate is not None and not validate(qc):
         return None
-    r_v = float(np.max(np.abs(jt(tc, 1)) / vmax))
-    r_a = float(np.max(np.abs(jt(tc, 2)) / amax))
+    r_v = float(np.max(np.abs(qdc) / vmax))
+    r_a = float(np.max(np.abs(qddc) / amax))
     # Stretch so the worst dense sample sits 0.5 % inside its limit.
     scale = max(1.0, r_v / 0.995, np.sqrt(r_a / 0.995))
-    t_out = np.append(np.arange(0.0, duration, sample_dt / scale), duration)
-    q = jt(t_out)
-    qd = jt(t_out, 1) / scale
-    qdd = jt(t_out, 2) / scale ** 2
+    for _ in range(_MAX_STRETCHES):
+        t_out = np.append(np.arange(0.0, duration, sample_dt / scale), duration)
+        q, qd, qdd = jt.evaluate(t_out)
+        qd /= scale
+        qdd /= scale ** 2
+        qd[0] = qd[-1] = 0.0
+        qdd[-1] = 0.0
+        # The output samples are what the controller gets: they fall between the dense
+        # check's times (where a constant-acceleration piece starts, the acceleration can be
+        # a few % above every dense sample), so they are checked themselves.
+        r_v = float(np.max(np.abs(qd) / vmax))
+        r_a = float(np.max(np.abs(qdd) / amax))
+        if r_v <= 1.0 and r_a <= 1.0:
+            break
+        scale *= max(1.0, r_v / 0.995, np.sqrt(r_a / 0.995))
+    else:
+        return None
     q[0], q[-1] = path[0], path[-1]
     np.clip(q, lower, upper, out=q)     # spline overshoot <= POSITION_CLIP_TOLERANCE
-    qd[0] = qd[-1] = 0.0
-    qdd[-1] = 0.0
     return TimedTrajectory(list(joint_names), t_out * scale, q, qd, qdd, method='toppra',
                            time_scale=scale)
