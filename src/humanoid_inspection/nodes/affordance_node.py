@@ -54,6 +54,8 @@ PARAMS = (
     Param('candidates_topic', 'affordance/candidates', 'output AffordanceArray topic'),
     Param('markers_topic', 'affordance/markers', 'output MarkerArray topic'),
     Param('sync_slop_s', 0.05, 'detections vs depth stamp tolerance (s)', 0.0, 10.0),
+    Param('sync_queue_size', 45, 'depth frames (and detections) kept while waiting for a '
+          'partner: perception lags the depth stream by up to queue / camera rate', 1, 1000),
     Param('output_in_base_frame', True, 'candidates topic in base_frame, else camera frame'),
     Param('base_frame', 'base_link', 'robot base frame'),
     Param('camera_pose_source', 'auto', 'auto | joint_states | fixed'),
@@ -124,7 +126,8 @@ class AffordanceNode(Node):
         self._info = None
         self._latest = None  # (detections, depth, intrinsics)
         self._pairs = OrderedDict()   # detections stamp (ns) -> (detections, depth, intrinsics)
-        self.sync = ApproximateTimeSync(2, self.p['sync_slop_s'], 10, self._on_pair)
+        self.sync = ApproximateTimeSync(2, self.p['sync_slop_s'], self.p['sync_queue_size'],
+                                        self._on_pair)
         group = MutuallyExclusiveCallbackGroup()
         self.pub = self.create_publisher(AffordanceArray, self.p['candidates_topic'], 10)
         self.markers = self.create_publisher(MarkerArray, self.p['markers_topic'], 10)
