@@ -72,7 +72,7 @@ PARAMS = (
           0.0, 0.5),
     Param('tip_clearance_m', 0.003, 'fingertips above what lies under them (m)', 0.0, 0.1),
     Param('pair_history', 30, 'detection/depth pairs kept for affordance/predict', 1, 1000),
-    Param('predict_wait_s', 2.0, 'affordance/predict waits this long for the requested '
+    Param('predict_wait_s', 1.0, 'affordance/predict waits this long for the requested '
           "detections' depth pair (s)", 0.0, 60.0),
 )
 

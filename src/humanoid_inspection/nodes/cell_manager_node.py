@@ -63,8 +63,8 @@ PARAMS = (
     Param('server_wait_s', 10.0, 'wait for a service/action server to appear (s)', 0.1, 300.0),
     Param('perception_timeout_s', 20.0, 'wait for fresh detections (s)', 0.5, 600.0),
     Param('affordance_timeout_s', 20.0, 'affordance/predict timeout (s)', 0.5, 600.0),
-    Param('affordance_retry_s', 5.0, 'retry affordance/predict while it has considered no '
-          'candidate yet (s)', 0.0, 120.0),
+    Param('affordance_retry_s', 10.0, 'take newer detections while affordance/predict has '
+          'no depth frame for them (s)', 0.0, 120.0),
     Param('pick_place_timeout_s', 300.0, 'pick_place action timeout (s)', 1.0, 3600.0),
     Param('acquire_timeout_s', 60.0, 'xray/acquire timeout (s)', 0.5, 600.0),
     Param('inspect_timeout_s', 60.0, 'inspect_part timeout (s)', 0.5, 600.0),
@@ -203,8 +203,21 @@ class RosCellServices(CellServices):
         return self.node.get_clock().now().nanoseconds * 1e-9
 
     def perceive(self) -> Perception:
-        node = self.node
         since = self.sim_time()
+        retry_until = time.monotonic() + self.p['affordance_retry_s']
+        while True:
+            seen, stamp, unpaired = self._perceive_once(since)
+            # affordance never paired these detections with a depth frame (a large depth
+            # image lost on the way): look again with newer detections
+            if not unpaired or time.monotonic() > retry_until:
+                return seen
+            self.node.get_logger().info(f'detections of {stamp:.3f} s not paired with depth '
+                                        'by affordance; taking newer ones')
+            since = stamp + 1e-6
+
+    def _perceive_once(self, since: float):
+        """(Perception, detections stamp, True if affordance had no depth pair for them)."""
+        node = self.node
         deadline = time.monotonic() + self.p['perception_timeout_s']
         while True:
             with node.lock:
@@ -235,13 +248,13 @@ class RosCellServices(CellServices):
             for d in det.detections if d.score >= self.p['min_detection_score']]
         sightings.sort(key=lambda s: -s.score)
         low = len(det.detections) - len(sightings)
-        ignored = []
+        ignored, unpaired = [], False
         if sightings:
-            sightings, ignored = self._attach_grasps(sightings, det.header.stamp)
+            sightings, ignored, unpaired = self._attach_grasps(sightings, det.header.stamp)
         note = '; '.join(([f'{low} detection(s) below score {self.p["min_detection_score"]}']
                           if low else []) + ignored + ([det.diagnostic] if det.diagnostic
                                                        else []))
-        return Perception(sightings, compute, picture, note)
+        return Perception(sightings, compute, picture, note), stamp, unpaired
 
     def _attach_grasps(self, sightings, stamp):
         """Ask affordance/predict once for every object; drop parts outside the pick area.
@@ -250,25 +263,23 @@ class RosCellServices(CellServices):
         within one DetectionArray, and grasps of an older frame put the gripper where a part
         was before the last move (the demo's grasps that closed on nothing). The grasps are
         kept with each sighting (predict_grasps returns them).
+
+        Returns:
+            (kept sightings, notes on the ignored ones, True when affordance failed before
+            considering any candidate, e.g. no depth frame paired with these detections).
         """
         client = self.node.predict_client
         self._ready(client, 'affordance/predict')
-        retry_until = time.monotonic() + self.p['affordance_retry_s']
-        while True:
-            t0 = time.monotonic()
-            resp = self._wait_future(
-                client.call_async(PredictAffordance.Request(object_id='', in_base_frame=True,
-                                                            detections_stamp=stamp)),
-                self.p['affordance_timeout_s'], 'affordance/predict')
-            compute = time.monotonic() - t0
-            a = resp.candidates
-            nothing_tried = not (a.discarded_no_depth or a.discarded_too_wide
-                                 or a.discarded_other)
-            # a failure before any candidate was considered (e.g. no depth frame paired with
-            # the detections yet) is transient: ask again for a short while
-            if resp.success or not nothing_tried or time.monotonic() > retry_until:
-                break
-            time.sleep(0.3)
+        t0 = time.monotonic()
+        resp = self._wait_future(
+            client.call_async(PredictAffordance.Request(object_id='', in_base_frame=True,
+                                                        detections_stamp=stamp)),
+            self.p['affordance_timeout_s'], 'affordance/predict')
+        compute = time.monotonic() - t0
+        a = resp.candidates
+        nothing_tried = not (a.discarded_no_depth or a.discarded_too_wide
+                             or a.discarded_other)
+        unpaired = not resp.success and nothing_tried
         by_object = {}
         if resp.success:
             for c in resp.candidates.candidates:
@@ -288,7 +299,7 @@ class RosCellServices(CellServices):
                     continue
             s.handle = (s.handle, Grasps(grasps, compute, '' if grasps else empty_reason))
             kept.append(s)
-        return kept, ignored
+        return kept, ignored, unpaired
 
     def pick_area(self):
         """The table area parts are picked from (review tray excluded)."""
