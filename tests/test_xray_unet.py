@@ -1,4 +1,4 @@
-"""The learned detector: network shapes, the committed weights, tiling, a tiny training run."""
+"""The previous learned detector (TinyUNet, 'unet'): shapes, weights, tiling, tiny training."""
 
 import json
 
@@ -8,8 +8,8 @@ import torch
 
 from humanoid_inspection import cli
 from humanoid_inspection.xray.detector import InspectionCancelled, make_detector
-from humanoid_inspection.xray.detector_cnn import (
-    CLASSES, DEFAULT_WEIGHTS, CnnDetector, TinyUNet, load_model, predict_probabilities,
+from humanoid_inspection.xray.detector_unet import (
+    CLASSES, DEFAULT_WEIGHTS, UnetDetector, TinyUNet, load_model, predict_probabilities,
     preprocess, save_model)
 from test_xray_detector import make_test_radiograph
 
@@ -26,7 +26,7 @@ def test_committed_weights_load_and_are_small():
     assert DEFAULT_WEIGHTS.stat().st_size < 5e6
     model = load_model()
     assert model.meta['command'].startswith('humanoid-inspection xray-train')
-    assert isinstance(make_detector('cnn'), CnnDetector)
+    assert isinstance(make_detector('unet'), UnetDetector)
 
 
 def test_tiling_matches_a_single_pass():
@@ -43,7 +43,7 @@ def test_tiling_matches_a_single_pass():
 
 def test_detect_returns_defects_in_mm_and_can_be_cancelled():
     image, _ = make_test_radiograph((256, 256), seed=32, voids=[(100, 110, 10)])
-    det = CnnDetector()
+    det = UnetDetector()
     defects = det.detect(image, 0.1, 1.0)
     for d in defects:
         assert d.kind in CLASSES[1:] and 0 < d.confidence <= 1 and d.size_mm > 0
@@ -78,8 +78,8 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_tiny_training_run_is_reproducible(tmp_path, capsys):
-    args = ['xray-train', '--images', '2', '--size', '256', '--steps', '3', '--batch', '2',
-            '--crop', '64', '--width', '8', '--quiet']
+    args = ['xray-train', '--model', 'unet', '--images', '2', '--size', '256', '--steps', '3',
+            '--batch', '2', '--crop', '64', '--width', '8', '--quiet']
     assert cli.main(args + ['--out', str(tmp_path / 'a.pt')]) == 0
     first = json.loads(capsys.readouterr().out)
     assert cli.main(args + ['--out', str(tmp_path / 'b.pt')]) == 0
@@ -91,15 +91,15 @@ def test_tiny_training_run_is_reproducible(tmp_path, capsys):
 
 
 def test_train_cli_refuses_bad_arguments(capsys):
-    assert cli.main(['xray-train', '--steps', '0']) == 2
+    assert cli.main(['xray-train', '--model', 'unet', '--steps', '0']) == 2
     assert '--steps must be positive' in capsys.readouterr().err
-    assert cli.main(['xray-train', '--crop', '50']) == 2
+    assert cli.main(['xray-train', '--model', 'unet', '--crop', '50']) == 2
     assert 'multiple of 16' in capsys.readouterr().err
 
 
 def test_training_labels_ignore_invisible_defects(monkeypatch):
     from humanoid_inspection.xray import metrics
-    from humanoid_inspection.xray.train_cli import IGNORE_LABEL, simulate_training_set
+    from humanoid_inspection.xray.train_unet import IGNORE_LABEL, simulate_training_set
     visible = simulate_training_set(2, 0, 256, 1.0, progress=False)
     assert any(len(c) for _, _, c in visible)
     for _, labels, centres in visible:

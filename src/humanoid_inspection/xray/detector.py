@@ -18,7 +18,7 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 
 DEFECT_KINDS = ('gas_porosity', 'shrinkage', 'crack', 'inclusion')
-DETECTOR_NAMES = ('classical', 'cnn')
+DETECTOR_NAMES = ('classical', 'cnn', 'unet')
 # Chosen from the measurements in docs/xray_inspection.md (bench/bench_xray_adr.py): the
 # CNN has the higher AP50 and fewer false alarms on the synthetic held-out set (both are far
 # from the targets; see the doc).
@@ -93,10 +93,15 @@ def check_cancel(should_cancel: CancelCheck) -> None:
         raise InspectionCancelled('inspection cancelled')
 
 
-def validate_radiograph(image) -> np.ndarray:
-    """Check a radiograph and return it as a 2-D float32 array (a copy for non-float input).
+def validate_radiograph(image, copy: bool = True) -> np.ndarray:
+    """Check a radiograph and return it as a 2-D array.
 
     Accepts uint8, uint16 and float (finite) 2-D arrays, or (H, W, 1).
+
+    Args:
+        image: the radiograph.
+        copy: True: return float32 (a copy for integer input); False: integer images are
+            returned as they are (no 4-byte copy of a large radiograph), float ones as float32.
 
     Raises:
         ValueError: not an array, wrong shape/dtype, empty, too small/large, NaN/inf values.
@@ -115,9 +120,9 @@ def validate_radiograph(image) -> np.ndarray:
     if h * w > MAX_PIXELS:
         raise ValueError(f'radiograph {w}x{h} is too large (max {MAX_PIXELS} pixels)')
     if image.dtype in (np.uint8, np.uint16):
-        return image.astype(np.float32)
+        return image.astype(np.float32) if copy else image
     if image.dtype in (np.float32, np.float64):
-        out = image.astype(np.float32)
+        out = image.astype(np.float32, copy=copy)
         if not np.all(np.isfinite(out)):
             raise ValueError('radiograph contains NaN or infinite values')
         return out
@@ -137,7 +142,7 @@ def mm_per_px(pixel_pitch_mm: float, magnification: float) -> float:
 
 
 def make_detector(name: str = 'default', **kwargs):
-    """Build a detector by name: 'classical', 'cnn' or 'default' (= DEFAULT_DETECTOR).
+    """Build a detector by name: 'classical', 'cnn', 'unet' or 'default' (= DEFAULT_DETECTOR).
 
     Every detector has `name` and `detect(image, pixel_pitch_mm, magnification,
     should_cancel=None) -> List[DetectedDefect]`.
@@ -152,6 +157,9 @@ def make_detector(name: str = 'default', **kwargs):
     if key == 'cnn':
         from humanoid_inspection.xray.detector_cnn import CnnDetector
         return CnnDetector(**kwargs)
+    if key == 'unet':
+        from humanoid_inspection.xray.detector_unet import UnetDetector
+        return UnetDetector(**kwargs)
     raise ValueError(f"unknown detector '{name}' (choose from: default, "
                      f"{', '.join(DETECTOR_NAMES)})")
 

@@ -1,5 +1,7 @@
-"""Learned ADR: a tiny U-Net that labels every pixel background / gas_porosity / shrinkage /
-crack / inclusion, trained on the simulator's radiographs (xray/train_cli.py).
+"""Previous learned ADR, selectable as 'unet': a tiny U-Net labelling every pixel background /
+gas_porosity / shrinkage / crack / inclusion, trained on the simulator's radiographs
+(xray/train_unet.py, `humanoid-inspection xray-train --model unet`). The default learned
+detector is now 'cnn' (detector_cnn.py); this one stays for comparison (bench_xray_adr.py).
 
 Input: two channels made from the log-intensity L = log(I) (Beer-Lambert makes defects an
 additive offset in L): the image-normalised L and a high-pass L - blur(L). Large radiographs
@@ -108,7 +110,7 @@ def load_model(path=None) -> TinyUNet:
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f'CNN weights not found: {path} (train them with '
-                                '`humanoid-inspection xray-train`)')
+                                '`humanoid-inspection xray-train --model unet`)')
     try:
         ckpt = torch.load(str(path), map_location='cpu', weights_only=True)
     except Exception as exc:
@@ -148,10 +150,10 @@ def predict_probabilities(model: TinyUNet, inputs: np.ndarray, tile: int = 1024,
     return probs
 
 
-class CnnDetector:
+class UnetDetector:
     """TinyUNet segmentation + connected components."""
 
-    name = 'cnn'
+    name = 'unet'
 
     def __init__(self, weights=None, threshold: float = 0.5, min_area_px: int = 3,
                  tile: int = 1024, model: Optional[TinyUNet] = None):

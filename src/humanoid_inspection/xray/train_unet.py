@@ -1,4 +1,4 @@
-"""`humanoid-inspection xray-train`: train the TinyUNet defect segmenter on simulator data.
+"""`humanoid-inspection xray-train --model unet`: train the previous TinyUNet segmenter.
 
 Reproducible from the command and the seed: the training radiographs are simulated from part
 seeds [seed_base, seed_base + n_images) (families in turn), crops and batches come from a
@@ -6,7 +6,8 @@ seeded generator, torch runs deterministic on the CPU with a fixed thread count.
 evaluation set of `xray-eval` uses part seeds from 100000 on, never seen here.
 
 Example (the committed weights, about 10 min on 2 cores):
-    humanoid-inspection xray-train --out src/humanoid_inspection/xray/models/adr_unet.pt
+    humanoid-inspection xray-train --model unet \
+        --out src/humanoid_inspection/xray/models/adr_unet.pt
 """
 
 import argparse
@@ -33,7 +34,7 @@ def simulate_training_set(n_images: int, seed_base: int, size_px: int, defect_pr
     from tqdm import tqdm
 
     from humanoid_inspection.xray.detector import validate_radiograph
-    from humanoid_inspection.xray.detector_cnn import CLASSES, preprocess
+    from humanoid_inspection.xray.detector_unet import CLASSES, preprocess
     from humanoid_inspection.xray.metrics import VISIBLE_CONTRAST
     from humanoid_inspection.xray.phantoms import PART_FAMILIES, generate_part
     from humanoid_inspection.xray.simulator import XraySimConfig, simulate_radiograph
@@ -100,7 +101,7 @@ def train(args) -> dict:
     import torch
     from tqdm import tqdm
 
-    from humanoid_inspection.xray.detector_cnn import (
+    from humanoid_inspection.xray.detector_unet import (
         CLASSES, TinyUNet, count_parameters, save_model)
 
     torch.manual_seed(args.seed)
@@ -143,7 +144,7 @@ def train(args) -> dict:
         if step % 50 == 0:
             bar.set_postfix(loss=f'{np.mean(losses[-50:]):.4f}')
     t_total = time.perf_counter() - t0
-    meta = {'command': 'humanoid-inspection xray-train ' + ' '.join(args.argv),
+    meta = {'command': 'humanoid-inspection xray-train --model unet ' + ' '.join(args.argv),
             'seed': args.seed, 'images': args.images, 'seed_base': args.seed_base,
             'size_px': args.size, 'steps': args.steps, 'batch': args.batch, 'crop': args.crop,
             'final_loss': float(np.mean(losses[-100:])), 'simulate_s': round(t_sim, 1),
@@ -160,8 +161,9 @@ def train(args) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
-    from humanoid_inspection.xray.detector_cnn import DEFAULT_WEIGHTS
-    ap = argparse.ArgumentParser(prog='humanoid-inspection xray-train', description=__doc__,
+    from humanoid_inspection.xray.detector_unet import DEFAULT_WEIGHTS
+    ap = argparse.ArgumentParser(prog='humanoid-inspection xray-train --model unet',
+                                 description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--out', default=str(DEFAULT_WEIGHTS), help='weights file (.pt)')
     ap.add_argument('--images', type=int, default=150, help='simulated training radiographs')

@@ -1,0 +1,291 @@
+"""`humanoid-inspection xray-train`: train the learned defect detector (PatchNet) on simulations.
+
+Reproducible from the command and the seed: the training radiographs are simulated from part
+seeds [seed_base, seed_base + n_images) (families in turn), the front end (candidates.py) finds
+the candidates of each, every candidate is labelled from the exact ground truth, and torch
+trains deterministically on the CPU with a fixed thread count. The held-out evaluation set of
+`xray-eval` uses part seeds from 100000 on, never seen here.
+
+Labels of a candidate (working pixel (x, y)):
+- the defect whose mask, grown by one pixel, contains it (the smallest one if several): its
+  class and its box (distances from the candidate to the four sides, log units);
+- ignored (no loss) when that defect is nearly invisible (|contrast| < VISIBLE_CONTRAST,
+  metrics.py) or when the candidate lies near a defect's box without touching its mask;
+- background otherwise (part structure, noise).
+
+The committed weights (see docs/xray_inspection.md for the timing):
+    humanoid-inspection xray-train --out src/humanoid_inspection/xray/models/adr_patchnet.pt
+
+`--model unet` trains the previous TinyUNet detector instead (train_unet.py, its own options).
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+TRAIN_SEED_BASE = 0
+IGNORE = -1
+
+
+def label_candidates(fe, xs, ys, truth, visible_contrast: float):
+    """Class index (IGNORE = -1 for no loss) and box log-distance targets per candidate.
+
+    Args:
+        fe: FrontEnd of the radiograph.
+        xs, ys: candidate working-pixel columns / rows.
+        truth: list of DefectTruth (radiograph pixels).
+        visible_contrast: defects fainter than this are ignored.
+
+    Returns:
+        (labels int64 (N,), box float32 (N, 4)).
+    """
+    import cv2
+
+    from humanoid_inspection.xray.detector_cnn import BOX_LOG_OFFSET, CLASSES
+    n = len(xs)
+    labels = np.zeros(n, np.int64)
+    box = np.zeros((n, 4), np.float32)
+    best_area = np.full(n, np.inf)
+    sx, sy = fe.scale_xy
+    h, w = fe.z.shape
+    grow = np.ones((3, 3), np.uint8)
+    for t in truth:
+        x0, y0, x1, y1 = t.box_xyxy
+        bx0, by0, bx1, by1 = x0 / sx, y0 / sy, x1 / sx, y1 / sy
+        near = (xs >= bx0 - 3) & (xs < bx1 + 3) & (ys >= by0 - 3) & (ys < by1 + 3)
+        if not near.any():
+            continue
+        # the mask on the working grid, grown by one pixel
+        wx0, wy0 = max(0, int(bx0) - 2), max(0, int(by0) - 2)
+        wx1, wy1 = min(w, int(np.ceil(bx1)) + 2), min(h, int(np.ceil(by1)) + 2)
+        full = np.zeros((int(round((wy1 - wy0) * sy)), int(round((wx1 - wx0) * sx))), np.uint8)
+        fy0, fx0 = int(round(wy0 * sy)), int(round(wx0 * sx))
+        full[y0 - fy0:y1 - fy0, x0 - fx0:x1 - fx0] = t.mask
+        small = cv2.resize(full, (wx1 - wx0, wy1 - wy0), interpolation=cv2.INTER_AREA) > 0 \
+            if (sx, sy) != (1.0, 1.0) else full > 0
+        small = cv2.dilate(small.astype(np.uint8), grow) > 0
+        idx = np.nonzero(near)[0]
+        inside = np.zeros(len(idx), bool)
+        rr, cc = ys[idx] - wy0, xs[idx] - wx0
+        valid = (rr >= 0) & (rr < small.shape[0]) & (cc >= 0) & (cc < small.shape[1])
+        inside[valid] = small[rr[valid], cc[valid]]
+        area = float(t.mask.sum())
+        for k, j in enumerate(idx):
+            if not inside[k]:
+                if labels[j] == 0:
+                    labels[j] = IGNORE
+                continue
+            if area >= best_area[j]:
+                continue
+            best_area[j] = area
+            if abs(t.contrast) < visible_contrast:
+                labels[j] = IGNORE
+                continue
+            labels[j] = CLASSES.index(t.kind)
+            cx, cy = xs[j] + 0.5, ys[j] + 0.5
+            d = np.array([cx - bx0, cy - by0, bx1 - cx, by1 - cy])
+            box[j] = np.log(np.maximum(d, 0.25) + BOX_LOG_OFFSET)
+    return labels, box
+
+
+def simulate_training_set(n_images: int, seed_base: int, size_px: int,
+                          defect_probability: float, params=None, progress: bool = True,
+                          cache=None, negative_fraction: float = 1.0):
+    """Simulate radiographs and turn their candidates into (patches, labels, boxes).
+
+    Background candidates are kept with probability `negative_fraction` (seeded per image;
+    the trainer weights them up by its inverse), defect candidates always.
+
+    Returns:
+        (patches float16 (N, C, P, P), labels int64 (N,), boxes float32 (N, 4)).
+        `cache`: optional .npz path reused when it holds the same set (same arguments).
+    """
+    from tqdm import tqdm
+
+    from humanoid_inspection.xray.candidates import (
+        FrontEndParams, compute_front_end, extract_patches, find_candidates)
+    from humanoid_inspection.xray.detector import mm_per_px
+    from humanoid_inspection.xray.metrics import VISIBLE_CONTRAST
+    from humanoid_inspection.xray.phantoms import PART_FAMILIES, generate_part
+    from humanoid_inspection.xray.simulator import XraySimConfig, simulate_radiograph
+
+    params = params or FrontEndParams()
+    key = (f'{n_images}-{seed_base}-{size_px}-{defect_probability}-{VISIBLE_CONTRAST}-'
+           f'{negative_fraction}-{sorted(params.__dict__.items())}')
+    if cache is not None and Path(cache).is_file():
+        data = np.load(cache)
+        if str(data['key']) == key:
+            return data['patches'], data['labels'], data['boxes']
+    config = XraySimConfig.for_size(size_px)
+    patches, labels, boxes = [], [], []
+    for i in tqdm(range(n_images), desc='simulate', disable=not progress, file=sys.stdout):
+        seed = seed_base + i
+        family = PART_FAMILIES[i % len(PART_FAMILIES)]
+        part = generate_part(family, seed, defect_probability=defect_probability)
+        rad = simulate_radiograph(part, config, seed=seed)
+        fe = compute_front_end(rad.image, mm_per_px(rad.pixel_pitch_mm, rad.magnification),
+                               params)
+        xs, ys, _ = find_candidates(fe.z, params.peak_threshold, params.nms_px,
+                                    params.max_candidates)
+        lab, box = label_candidates(fe, xs, ys, rad.truth, VISIBLE_CONTRAST)
+        keep = (lab != 0) | (np.random.default_rng([seed, 11]).random(len(lab)) <
+                             negative_fraction)
+        xs, ys, lab, box = xs[keep], ys[keep], lab[keep], box[keep]
+        patches.append(extract_patches(fe, xs, ys, params.context_factor).astype(np.float16))
+        labels.append(lab)
+        boxes.append(box)
+    out = (np.concatenate(patches), np.concatenate(labels), np.concatenate(boxes))
+    if cache is not None:
+        np.savez(cache, key=np.array(key), patches=out[0], labels=out[1], boxes=out[2])
+    return out
+
+
+def dihedral(x, box, k: int):
+    """Apply one of the 8 flips/transposes to patches (N, C, P, P) and their box targets."""
+    if k & 4:            # transpose: x <-> y
+        x = x.transpose(0, 1, 3, 2)
+        box = box[:, [1, 0, 3, 2]]
+    if k & 1:            # mirror left-right
+        x = x[:, :, :, ::-1]
+        box = box[:, [2, 1, 0, 3]]
+    if k & 2:            # mirror up-down
+        x = x[:, :, ::-1, :]
+        box = box[:, [0, 3, 2, 1]]
+    return np.ascontiguousarray(x), np.ascontiguousarray(box)
+
+
+def train(args) -> dict:
+    """Run the training described by the parsed args; return a summary dict."""
+    import torch
+    from tqdm import tqdm
+
+    from humanoid_inspection.xray.candidates import FrontEndParams
+    from humanoid_inspection.xray.detector_cnn import (
+        CLASSES, PatchNet, count_parameters, save_model)
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+    rng = np.random.default_rng(args.seed)
+    t0 = time.perf_counter()
+    params = FrontEndParams()
+    patches, labels, boxes = simulate_training_set(
+        args.images, args.seed_base, args.size, args.defect_probability, params,
+        progress=not args.quiet, cache=args.cache, negative_fraction=args.negatives)
+    t_sim = time.perf_counter() - t0
+    used = np.nonzero(labels != IGNORE)[0]
+    n_pos = int((labels[used] > 0).sum())
+    model = PatchNet(width=args.width)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    steps_per_epoch = max(1, len(used) // args.batch)
+    total = steps_per_epoch * args.epochs
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=total,
+                                                pct_start=0.1)
+    weights = torch.tensor([1.0 / args.negatives] + [args.defect_weight] * (len(CLASSES) - 1))
+    ce = torch.nn.CrossEntropyLoss(weight=weights)
+    model.train()
+    losses = []
+    bar = tqdm(total=total, desc='train', disable=args.quiet, file=sys.stdout, mininterval=5.0)
+    for _ in range(args.epochs):
+        order = rng.permutation(used)
+        for s in range(steps_per_epoch):
+            idx = np.sort(order[s * args.batch:(s + 1) * args.batch])
+            x, b = dihedral(patches[idx].astype(np.float32), boxes[idx], int(rng.integers(8)))
+            y = torch.from_numpy(labels[idx])
+            logits, pred_box = model(torch.from_numpy(x))
+            loss = ce(logits, y)
+            pos = y > 0
+            if pos.any():
+                loss = loss + args.box_weight * torch.nn.functional.smooth_l1_loss(
+                    pred_box[pos], torch.from_numpy(b)[pos], beta=0.2)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            bar.update(1)
+            if len(losses) % 50 == 0:
+                bar.set_postfix(loss=f'{np.mean(losses[-50:]):.4f}')
+    bar.close()
+    t_total = time.perf_counter() - t0
+    meta = {'command': 'humanoid-inspection xray-train ' + ' '.join(args.argv),
+            'seed': args.seed, 'images': args.images, 'seed_base': args.seed_base,
+            'size_px': args.size, 'epochs': args.epochs, 'batch': args.batch,
+            'negatives_kept': args.negatives, 'candidates': int(len(labels)),
+            'used': int(len(used)), 'positives': n_pos,
+            'final_loss': float(np.mean(losses[-100:])) if losses else float('nan'),
+            'simulate_s': round(t_sim, 1), 'total_s': round(t_total, 1),
+            'threads': args.threads, 'parameters': count_parameters(model),
+            'torch': str(torch.__version__)}
+    model.eval()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_model(model, out, meta, params)
+    meta['weights'] = str(out)
+    meta['weights_bytes'] = out.stat().st_size
+    return meta
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
+    from humanoid_inspection.xray.detector_cnn import DEFAULT_WEIGHTS
+    ap = argparse.ArgumentParser(prog='humanoid-inspection xray-train', description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--model', choices=('patch', 'unet'), default='patch',
+                    help="'patch': the default learned detector; 'unet': the previous one "
+                    '(other options: xray-train --model unet --help)')
+    ap.add_argument('--out', default=str(DEFAULT_WEIGHTS), help='weights file (.pt)')
+    ap.add_argument('--images', type=int, default=240, help='simulated training radiographs')
+    ap.add_argument('--seed-base', type=int, default=TRAIN_SEED_BASE,
+                    help='first part seed of the training set')
+    ap.add_argument('--size', type=int, default=1024, help='detector side (px)')
+    ap.add_argument('--defect-probability', type=float, default=1.0)
+    ap.add_argument('--negatives', type=float, default=0.3,
+                    help='share of the background candidates kept (weighted up by 1 / share)')
+    ap.add_argument('--epochs', type=int, default=12)
+    ap.add_argument('--batch', type=int, default=256)
+    ap.add_argument('--width', type=int, default=16, help='first convolution width')
+    ap.add_argument('--lr', type=float, default=3e-3)
+    ap.add_argument('--defect-weight', type=float, default=2.0,
+                    help='cross-entropy weight of the defect classes')
+    ap.add_argument('--box-weight', type=float, default=2.0, help='weight of the box loss')
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--cache', default=None,
+                    help='optional .npz cache of the simulated candidates (keep it outside '
+                    'the repository); the weights do not depend on it')
+    ap.add_argument('--quiet', action='store_true')
+    return ap
+
+
+def main(argv=None) -> int:
+    """Entry point of `humanoid-inspection xray-train`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if '--model' in argv:
+        i = argv.index('--model')
+        if i + 1 < len(argv) and argv[i + 1] == 'unet':
+            from humanoid_inspection.xray import train_unet
+            return train_unet.main(argv[:i] + argv[i + 2:])
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    for name in ('images', 'epochs', 'batch', 'threads', 'width'):
+        if getattr(args, name) <= 0:
+            print(f'xray-train: --{name} must be positive', file=sys.stderr)
+            return 2
+    if not 0 < args.negatives <= 1:
+        print('xray-train: --negatives must lie in (0, 1]', file=sys.stderr)
+        return 2
+    if args.size < 64:
+        print('xray-train: --size must be at least 64 px', file=sys.stderr)
+        return 2
+    summary = train(args)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

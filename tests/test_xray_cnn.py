@@ -1,0 +1,138 @@
+"""The learned detector ('cnn'): PatchNet shapes, committed weights, labels, boxes, training."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from humanoid_inspection import cli
+from humanoid_inspection.xray.candidates import PATCH_CHANNELS, PATCH_PX
+from humanoid_inspection.xray.detector import (
+    DEFAULT_DETECTOR, InspectionCancelled, make_detector)
+from humanoid_inspection.xray.detector_cnn import (
+    BOX_LOG_OFFSET, CLASSES, DEFAULT_WEIGHTS, CnnDetector, PatchNet, boxes_from_distances,
+    load_model, nms, save_model)
+from humanoid_inspection.xray.train_cli import IGNORE, dihedral, simulate_training_set
+from test_xray_candidates import wall_plate_radiograph
+from test_xray_detector import make_test_radiograph
+
+
+def test_forward_shapes():
+    model = PatchNet(width=8).eval()
+    with torch.inference_mode():
+        logits, box = model(torch.zeros(5, PATCH_CHANNELS, PATCH_PX, PATCH_PX))
+    assert logits.shape == (5, len(CLASSES)) and box.shape == (5, 4)
+
+
+def test_committed_weights_load_are_small_and_are_the_default():
+    assert DEFAULT_WEIGHTS.is_file() and DEFAULT_WEIGHTS.stat().st_size < 5e6
+    model = load_model()
+    assert model.meta['command'].startswith('humanoid-inspection xray-train')
+    assert isinstance(make_detector('cnn'), CnnDetector)
+    assert DEFAULT_DETECTOR == 'cnn'
+
+
+def test_finds_the_pore_next_to_a_wall():
+    rad = wall_plate_radiograph()
+    (truth,) = rad.truth
+    defects = CnnDetector(min_score=0.5).detect(rad.image, rad.pixel_pitch_mm,
+                                                rad.magnification)
+    assert len(defects) == 1, [d.to_dict() for d in defects]
+    d = defects[0]
+    ix = min(d.box_xyxy[2], truth.box_xyxy[2]) - max(d.box_xyxy[0], truth.box_xyxy[0])
+    iy = min(d.box_xyxy[3], truth.box_xyxy[3]) - max(d.box_xyxy[1], truth.box_xyxy[1])
+    assert ix > 0 and iy > 0 and d.contrast < 0 and 0.5 <= d.confidence <= 1
+    assert d.mask.shape == (d.box_xyxy[3] - d.box_xyxy[1], d.box_xyxy[2] - d.box_xyxy[0])
+    assert 0.5 < d.size_mm < 3.0
+
+
+def test_detect_contract_cancel_and_bad_input():
+    image, _ = make_test_radiograph((256, 256), seed=32, voids=[(100, 110, 10)])
+    det = CnnDetector()
+    for d in det.detect(image, 0.1, 1.0):
+        assert d.kind in CLASSES[1:] and 0 < d.confidence <= 1 and d.size_mm > 0
+    assert det.detect(np.full((64, 64), 1000, np.uint16), 0.1, 1.0) == []
+    with pytest.raises(InspectionCancelled):
+        det.detect(image, 0.1, 1.0, should_cancel=lambda: True)
+    with pytest.raises(ValueError, match='NaN'):
+        det.detect(np.full((64, 64), np.nan, np.float32), 0.1, 1.0)
+
+
+def test_boxes_from_distances_and_nms():
+    log_d = np.log(np.array([[2.0, 3.0, 4.0, 5.0]]) + BOX_LOG_OFFSET)
+    box = boxes_from_distances(np.array([10]), np.array([20]), log_d)
+    np.testing.assert_allclose(box, [[8.5, 17.5, 14.5, 25.5]], atol=1e-6)
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30]], float)
+    assert list(nms(boxes, np.array([0.5, 0.9, 0.8]), 0.3)) == [1, 2]
+
+
+@pytest.mark.parametrize('k', range(8))
+def test_dihedral_moves_the_box_targets_with_the_patch(k):
+    # a bright rectangle covering columns 7..12 and rows 5..10 of a 19 px patch, centre (9, 9)
+    patch = np.zeros((1, 1, PATCH_PX, PATCH_PX), np.float32)
+    patch[0, 0, 5:11, 7:13] = 1.0
+    box = np.array([[9.5 - 7, 9.5 - 5, 13 - 9.5, 11 - 9.5]], np.float32)
+    x, b = dihedral(patch, box, k)
+    rows, cols = np.nonzero(x[0, 0])
+    expected = [9.5 - cols.min(), 9.5 - rows.min(), cols.max() + 1 - 9.5, rows.max() + 1 - 9.5]
+    np.testing.assert_allclose(b[0], expected)
+
+
+def test_bad_checkpoints_are_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match='xray-train'):
+        load_model(tmp_path / 'missing.pt')
+    junk = tmp_path / 'junk.pt'
+    junk.write_bytes(b'not a checkpoint')
+    with pytest.raises(ValueError, match='not a readable torch checkpoint'):
+        load_model(junk)
+    other = tmp_path / 'other.pt'
+    torch.save({'weights': 1}, str(other))
+    with pytest.raises(ValueError, match='missing config/state_dict'):
+        load_model(other)
+
+
+def test_save_load_round_trip(tmp_path):
+    model = PatchNet(width=8).eval()
+    path = tmp_path / 'm.pt'
+    save_model(model, path, {'note': 'test'})
+    loaded = load_model(path)
+    x = torch.randn(3, PATCH_CHANNELS, PATCH_PX, PATCH_PX)
+    with torch.inference_mode():
+        assert torch.allclose(model(x)[0], loaded(x)[0], atol=2e-2)   # float16 storage
+    assert loaded.meta == {'note': 'test'}
+
+
+def test_training_labels_ignore_invisible_defects(monkeypatch):
+    from humanoid_inspection.xray import metrics
+    patches, labels, boxes = simulate_training_set(2, 0, 1024, 1.0, progress=False)
+    assert patches.shape[1:] == (PATCH_CHANNELS, PATCH_PX, PATCH_PX)
+    assert set(np.unique(labels)) <= set(range(len(CLASSES))) | {IGNORE}
+    positive = labels > 0
+    assert positive.any() and np.all(np.isfinite(boxes[positive]))
+    assert np.all(np.exp(boxes[positive]) - BOX_LOG_OFFSET > 0)
+    # with a visibility bound above every contrast, no candidate is labelled a defect
+    monkeypatch.setattr(metrics, 'VISIBLE_CONTRAST', 10.0)
+    _, hidden, _ = simulate_training_set(2, 0, 1024, 1.0, progress=False)
+    assert not (hidden > 0).any()
+    assert np.array_equal(hidden == IGNORE, (labels == IGNORE) | positive)
+
+
+def test_tiny_training_run_is_reproducible(tmp_path, capsys):
+    args = ['xray-train', '--images', '1', '--size', '1024', '--epochs', '1', '--batch', '32',
+            '--width', '8', '--quiet']
+    assert cli.main(args + ['--out', str(tmp_path / 'a.pt')]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert cli.main(args + ['--out', str(tmp_path / 'b.pt')]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert first['final_loss'] == second['final_loss']
+    a, b = load_model(tmp_path / 'a.pt'), load_model(tmp_path / 'b.pt')
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+
+
+def test_train_cli_refuses_bad_arguments(capsys):
+    assert cli.main(['xray-train', '--epochs', '0']) == 2
+    assert '--epochs must be positive' in capsys.readouterr().err
+    assert cli.main(['xray-train', '--negatives', '1.5']) == 2
+    assert '--negatives' in capsys.readouterr().err
