@@ -50,7 +50,8 @@ def dense_path_is_free(planner, group, q_full, path, step=0.01):
 def above_table_goal(planner, robot, cell, side, slot):
     x, y = cell.table.part_slots[slot]
     target = grasp_from_axis(cell.world_to_base((x, y, cell.table.top_z + 0.15)), (0, 0, -1))
-    res = planner.solve_ik(robot.group(f'{side}_arm'), ready(robot), target, timeout_s=0.5)
+    res = planner.solve_ik(robot.group(f'{side}_arm'), ready(robot), target, timeout_s=1.0,
+                           max_attempts=100)
     assert res.success, res.message
     return res
 
@@ -71,6 +72,54 @@ def test_joint_plan_from_standing_to_above_the_table_is_collision_free(planner, 
     np.testing.assert_allclose(traj.positions[-1], goal.q)
     # the timed spline itself is collision-free, sampled densely
     assert dense_path_is_free(planner, group, q0, traj.positions, step=0.02)
+
+
+def test_remembered_paths_are_reused_only_where_they_are_free(planner, robot, cell):
+    group = robot.group('right_arm')
+    q0 = ready(robot)
+    def goal(slot):       # slots 1-3, 6, 7: reachable, never by a straight joint motion
+        x, y = cell.table.part_slots[slot]
+        target = grasp_from_axis(cell.world_to_base((x, y, cell.table.top_z + 0.15)),
+                                 (0, 0, -1))
+        res = planner.solve_ik(group, q0, target, timeout_s=1.0, max_attempts=100)
+        assert res.success, res.message
+        return res
+
+    first_goal, second_goal = goal(1), goal(3)
+    planner.forget_experience()
+    first = planner.plan_joint(group, q0, first_goal.q, timeout_s=2.0)
+    assert first.success and first.planner == 'RRTConnect', first.message   # no direct path
+    second = planner.plan_joint(group, q0, second_goal.q, timeout_s=2.0)
+    assert second.success and second.planner == 'experience', second.message
+    np.testing.assert_allclose(second.path[[0, -1]], [q0[group.q_idx], second_goal.q])
+    assert dense_path_is_free(planner, group, q0, second.path)
+    # a remembered path through the table is re-checked and not reused
+    x, y = cell.table.part_slots[2]
+    inside = grasp_from_axis(cell.world_to_base((x, y, cell.table.top_z - 0.02)), (0, 0, -1))
+    ik = planner.ik_solver(group).solve(inside, q0)
+    assert ik.success and planner.checker.in_collision(ik.q_full, group)
+    planner.forget_experience()
+    planner._remember(group, np.vstack([q0[group.q_idx], ik.q, first_goal.q]))
+    third = planner.plan_joint(group, q0, second_goal.q, timeout_s=2.0)
+    assert third.success and third.planner == 'RRTConnect', third.message
+    assert dense_path_is_free(planner, group, q0, third.path)
+    planner.forget_experience()
+    planner.experience = 0          # off: nothing is remembered or reused
+    try:
+        planner.plan_joint(group, q0, first_goal.q, timeout_s=2.0)
+        again = planner.plan_joint(group, q0, second_goal.q, timeout_s=2.0)
+        assert again.planner == 'RRTConnect'
+    finally:
+        planner.experience = 32
+
+
+def test_motion_checks_visit_every_state_coarse_first():
+    from humanoid_inspection.manipulation.planner import _coarse_first_order
+    for steps in range(0, 40):
+        order = _coarse_first_order(steps)
+        assert sorted(order) == list(range(1, steps + 1))
+        if steps >= 4:
+            assert order[:steps // 4] == list(range(steps, steps - 4 * (steps // 4), -4))
 
 
 def test_start_and_goal_checks(planner, robot, cell):
