@@ -7,9 +7,16 @@ solver (LM + restarts) and by a plain damped-least-squares baseline in the same 
 Planning: seeded pick-and-place queries in the cell of config/cell.yaml: a part in a random
 table slot (+-2 cm), grasped from above with a random rotation about the vertical, placed at a
 random destination (X-ray fixture, accept bin, reject bin, review tray); full plan (IK, OMPL,
-Cartesian segments, TOPP-RA) from the ready pose. Baseline in the same run, interleaved query
-by query (same machine load): the same pipeline with OMPL's full path simplification and
-fine-resolution exploration (MoveIt's default behaviour) on the first queries.
+Cartesian segments, TOPP-RA) from the ready pose. Compared in the same run, interleaved query
+by query (same machine load):
+
+- ``planner``: the current code (remembered paths reused before OMPL);
+- ``planner_no_experience``: the same with path reuse off (what a first-of-its-kind query
+  costs, e.g. the cell's first pick to a new place);
+- ``previous``: the manipulation package of git revision ``--baseline-rev`` (default: the code
+  before the planning-speed work), loaded from git into a temporary package;
+- ``baseline``: OMPL's full path simplification and fine-resolution exploration (MoveIt's
+  default behaviour) on the first ``--baseline-queries`` queries.
 
     python bench/bench_manipulation.py            # prints a table, writes the JSON
     python bench/bench_manipulation.py --ik-targets 200 --queries 20 --baseline-queries 5
@@ -18,13 +25,17 @@ Output: bench/results/manipulation.json (created if missing).
 """
 
 import argparse
+import importlib
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from tqdm import tqdm
@@ -41,6 +52,10 @@ from humanoid_inspection.manipulation.robot_model import RobotModel  # noqa: E40
 from humanoid_inspection.manipulation.scene import obstacles_from_cell  # noqa: E402
 
 DESTINATIONS = ('fixture', 'accept_bin', 'reject_bin', 'review')
+# The manipulation code before the planning-speed work (path reuse, shared collision data,
+# vectorised TOPP-RA output, 10 ms IK budget of the arm alone).
+DEFAULT_BASELINE_REV = '47b0c8f'
+PACKAGE = 'humanoid_inspection.manipulation'
 
 
 def ready_configuration(robot: RobotModel) -> np.ndarray:
@@ -118,14 +133,69 @@ def make_queries(cell, n: int, seed: int) -> list:
     return queries
 
 
-def make_planner(robot, cell, simplify: str, coarse_factor: float) -> PickPlacePlanner:
-    """A PickPlacePlanner for the cell with the given OMPL simplification."""
-    obstacles = obstacles_from_cell(cell)
-    checker = CollisionChecker(robot, obstacles)
-    planner = PickPlacePlanner(robot, checker, obstacles,
-                               PickPlaceConfig(max_opening_m=cell.gripper.max_opening_m), seed=0)
+def current_implementation() -> SimpleNamespace:
+    """The classes of this checkout's manipulation package."""
+    from humanoid_inspection.manipulation import pick_place
+    return SimpleNamespace(name='current', RobotModel=RobotModel,
+                           CollisionChecker=CollisionChecker,
+                           obstacles_from_cell=obstacles_from_cell,
+                           PickPlacePlanner=PickPlacePlanner, PickPlaceConfig=PickPlaceConfig,
+                           GraspCandidate=GraspCandidate, planner_module=None,
+                           pick_place=pick_place)
+
+
+def revision_implementation(rev: str) -> SimpleNamespace:
+    """The manipulation package of git revision rev, imported under another name.
+
+    The files are read with ``git show`` into a temporary folder as package
+    ``manipulation_<rev>`` (imports of the package rewritten), so both versions run in one
+    process on the same queries.
+
+    Raises:
+        RuntimeError: git is not available or the revision has no manipulation package.
+    """
+    rel = 'src/' + PACKAGE.replace('.', '/')
+    try:
+        names = subprocess.run(['git', 'ls-tree', '--name-only', f'{rev}:{rel}'], cwd=ROOT,
+                               check=True, capture_output=True, text=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise RuntimeError(f'cannot read {rel} at git revision {rev}: {exc}') from exc
+    package = f'manipulation_{rev}'.replace('-', '_')
+    folder = Path(tempfile.mkdtemp(prefix='bench_manipulation_')) / package
+    folder.mkdir()
+    for name in names:
+        if name.endswith('.py'):
+            text = subprocess.run(['git', 'show', f'{rev}:{rel}/{name}'], cwd=ROOT, check=True,
+                                  capture_output=True, text=True).stdout
+            (folder / name).write_text(text.replace(PACKAGE, package))
+    sys.path.insert(0, str(folder.parent))
+    mod = {m: importlib.import_module(f'{package}.{m}')
+           for m in ('robot_model', 'collision', 'scene', 'pick_place', 'planner')}
+    mod['planner']._OMPL_SEEDED = True     # OMPL takes one seed per process (set by ours)
+    return SimpleNamespace(name=f'git {rev}', RobotModel=mod['robot_model'].RobotModel,
+                           CollisionChecker=mod['collision'].CollisionChecker,
+                           obstacles_from_cell=mod['scene'].obstacles_from_cell,
+                           PickPlacePlanner=mod['pick_place'].PickPlacePlanner,
+                           PickPlaceConfig=mod['pick_place'].PickPlaceConfig,
+                           GraspCandidate=mod['pick_place'].GraspCandidate,
+                           pick_place=mod['pick_place'])
+
+
+def make_planner(impl: SimpleNamespace, cell, simplify: str, coarse_factor: float,
+                 experience: bool = True):
+    """A PickPlacePlanner of an implementation for the cell with the given OMPL settings."""
+    robot = impl.RobotModel.from_project()
+    obstacles = impl.obstacles_from_cell(cell)
+    checker = impl.CollisionChecker(robot, obstacles)
+    planner = impl.PickPlacePlanner(robot, checker, obstacles,
+                                    impl.PickPlaceConfig(max_opening_m=cell.gripper.max_opening_m),
+                                    seed=0)
     planner.planner.simplify = simplify
     planner.planner.coarse_factor = coarse_factor
+    if not experience and hasattr(planner.planner, 'experience'):
+        planner.planner.experience = 0
+    planner.ready = ready_configuration(robot)
+    planner.impl = impl
     return planner
 
 
@@ -140,25 +210,39 @@ def summarize(name: str, runs: list) -> dict:
             'groups_used': dict(Counter(p.group for p, _ in runs if p.success))}
 
 
-def bench_planning(robot, cell, queries, n_baseline: int) -> dict:
-    """Plan every query; the baseline plans the first n_baseline, interleaved (same load)."""
-    ours = make_planner(robot, cell, 'reduce', 2.0)
-    base = make_planner(robot, cell, 'full', 1.0)
-    q0 = ready_configuration(robot)
-    runs, base_runs = [], []
-    for k, (grasp, place, _) in enumerate(tqdm(queries, desc='pick/place', unit='query')):
-        plan = ours.plan(q0, [GraspCandidate(grasp, 0.05)], place)
-        runs.append((plan, plan.planning_time_s * 1e3))
-        if k < n_baseline:
-            plan = base.plan(q0, [GraspCandidate(grasp, 0.05)], place)
-            base_runs.append((plan, plan.planning_time_s * 1e3))
-    return {
-        'planner': summarize('RRTConnect + vertex reduction, coarse-then-fine checks', runs),
-        'planner_on_baseline_queries': summarize('same, first queries only',
-                                                 runs[:n_baseline]),
-        'baseline': summarize('RRTConnect + OMPL full simplify, fine checks (MoveIt-like)',
-                              base_runs),
+def bench_planning(cell, queries, n_baseline: int, baseline_rev: str) -> dict:
+    """Plan every query with each variant, interleaved query by query (same load)."""
+    current = current_implementation()
+    variants = {
+        'planner': ('RRTConnect + vertex reduction, coarse-then-fine checks, path reuse',
+                    make_planner(current, cell, 'reduce', 2.0), len(queries)),
+        'planner_no_experience': ('same without path reuse (first-of-its-kind queries)',
+                                  make_planner(current, cell, 'reduce', 2.0, False),
+                                  len(queries)),
     }
+    if baseline_rev:
+        try:
+            previous = revision_implementation(baseline_rev)
+            variants['previous'] = (f'manipulation package of git {baseline_rev}',
+                                    make_planner(previous, cell, 'reduce', 2.0), len(queries))
+        except RuntimeError as exc:
+            print(f'no previous-code baseline: {exc}', file=sys.stderr)
+    variants['baseline'] = ('RRTConnect + OMPL full simplify, fine checks (MoveIt-like)',
+                            make_planner(current, cell, 'full', 1.0), n_baseline)
+    runs = {key: [] for key in variants}
+    for k, (grasp, place, _) in enumerate(tqdm(queries, desc='pick/place', unit='query')):
+        for key, (_, planner, count) in variants.items():
+            if k < count:
+                cand = planner.impl.GraspCandidate(grasp, 0.05)
+                plan = planner.plan(planner.ready, [cand], place)
+                runs[key].append((plan, plan.planning_time_s * 1e3))
+    out = {key: summarize(title, runs[key]) for key, (title, _, _) in variants.items()}
+    out['planner_on_baseline_queries'] = summarize('planner, first queries only',
+                                                   runs['planner'][:n_baseline])
+    cold = min(20, len(queries))
+    out['planner_first_queries'] = summarize(f'planner, first {cold} queries (little to reuse)',
+                                             runs['planner'][:cold])
+    return out
 
 
 def main(argv=None) -> int:
@@ -168,6 +252,8 @@ def main(argv=None) -> int:
     parser.add_argument('--queries', type=int, default=100)
     parser.add_argument('--baseline-queries', type=int, default=30)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--baseline-rev', default=DEFAULT_BASELINE_REV,
+                        help="git revision of the 'previous' variant ('' = none)")
     parser.add_argument('--out', type=Path, default=ROOT / 'bench' / 'results' /
                         'manipulation.json')
     args = parser.parse_args(argv)
@@ -181,10 +267,12 @@ def main(argv=None) -> int:
         'command': 'python bench/bench_manipulation.py ' + ' '.join(argv or sys.argv[1:]),
         'targets': {'ik_median_ms': 1.0, 'ik_success_rate': 0.995,
                     'planning_median_ms': 100.0},
+        'load_average_before': os.getloadavg(),
     }
     result['ik'] = bench_ik(robot, args.ik_targets, args.seed)
     queries = make_queries(cell, args.queries, args.seed)
-    result['planning'] = bench_planning(robot, cell, queries, args.baseline_queries)
+    result['load_average_before_planning'] = os.getloadavg()
+    result['planning'] = bench_planning(cell, queries, args.baseline_queries, args.baseline_rev)
     result['wall_time_s'] = time.perf_counter() - t0
     result['load_average_after'] = os.getloadavg()
 
@@ -202,7 +290,9 @@ def main(argv=None) -> int:
               f"{100 * r['success_rate']:.0f} %  trajectory median "
               f"{d['median'] if d['median'] is None else round(d['median'], 2)} s  "
               f"codes {r['error_codes']}")
-    print(f'load average after the run: {result["load_average_after"]}')
+    print(f'load average (1, 5, 15 min) before: {result["load_average_before"]}, before '
+          f'planning: {result["load_average_before_planning"]}, after: '
+          f'{result["load_average_after"]}')
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f'wrote {args.out}')
