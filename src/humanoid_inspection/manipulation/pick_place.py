@@ -115,10 +115,12 @@ class PickPlaceConfig:
     joint_plan_timeout_s: float = 0.5
     total_timeout_s: float = 5.0
     ik_timeout_s: float = 0.03
-    # IK budget of a group another group is tried after (use_waist auto: the arm alone, then
-    # arm + waist). Its successes take 2 ms median, 14 ms at the 99th percentile; a pose it
-    # cannot reach used the whole ik_timeout_s before the waist group got its turn.
-    ik_timeout_first_group_s: float = 0.01
+    # IK attempts (seed + random restarts, 30 otherwise) of a group another group is tried
+    # after (use_waist auto: the arm alone, then arm + waist). On the bench its successes take
+    # 2 attempts median, 19 at the 99th percentile; a pose it cannot reach used the whole IK
+    # budget (30 attempts / ik_timeout_s) before the waist group got its turn. A count, not a
+    # time, so a loaded machine does not push more plans onto the slower waist.
+    ik_attempts_first_group: int = 20
     ik_solutions: int = 4                 # IK solutions tried per grasp / place pose
     cartesian_step_m: float = 0.01
     velocity_scale: float = 1.0
@@ -131,7 +133,7 @@ class PickPlaceConfig:
         for name in ('pre_grasp_distance_m', 'lift_height_m', 'place_approach_height_m',
                      'retreat_distance_m', 'max_opening_m', 'finger_position_per_opening',
                      'part_depth_m', 'part_height_m', 'joint_plan_timeout_s', 'total_timeout_s',
-                     'ik_timeout_s', 'ik_timeout_first_group_s', 'cartesian_step_m',
+                     'ik_timeout_s', 'ik_attempts_first_group', 'cartesian_step_m',
                      'sample_dt'):
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:
@@ -452,10 +454,8 @@ class PickPlacePlanner:
                 for side in self._arm_order(arm, q0, g_pose, p_pose):
                     groups = self._groups_for(side)
                     for group_index, group in enumerate(groups):
-                        ik_timeout = (min(self.config.ik_timeout_first_group_s,
-                                          self.config.ik_timeout_s)
-                                      if group_index + 1 < len(groups)
-                                      else self.config.ik_timeout_s)
+                        ik_attempts = (self.config.ik_attempts_first_group
+                                       if group_index + 1 < len(groups) else None)
                         if time.perf_counter() > deadline:
                             failures.append((ErrorCode.PLANNING_FAILED,
                                              f'time budget {self.config.total_timeout_s} s '
@@ -465,7 +465,7 @@ class PickPlacePlanner:
                         try:
                             segments, grasped = self._plan_one(group, side, q0, g_pose,
                                                                grasp.opening_m, p_pose,
-                                                               deadline, ik_timeout)
+                                                               deadline, ik_attempts)
                         except _Failure as exc:
                             failures.append((exc.code, f'candidate {index} roll '
                                              f'{np.degrees(roll):.0f} {group.name}: '
@@ -502,17 +502,17 @@ class PickPlacePlanner:
             raise _Failure(code, f'{what}: {res.message} (fraction {res.fraction:.2f})')
         return res.path
 
-    def _ik(self, group, q_seed, target, allowed, what, timeout_s=None) -> np.ndarray:
-        ik = self.planner.solve_ik(group, q_seed, target, allowed,
-                                   timeout_s or self.config.ik_timeout_s)
+    def _ik(self, group, q_seed, target, allowed, what, max_attempts=None) -> np.ndarray:
+        ik = self.planner.solve_ik(group, q_seed, target, allowed, self.config.ik_timeout_s,
+                                   **({'max_attempts': max_attempts} if max_attempts else {}))
         if ik.success:
             return ik.q_full
         code = ErrorCode.GOAL_IN_COLLISION if ik.status is IKStatus.IN_COLLISION \
             else ErrorCode.UNREACHABLE
         raise _Failure(code, f'{what}: IK {ik.status.value}: {ik.message}')
 
-    def _ik_and_line(self, group, q_seed, target, line_target, allowed, what, ik_timeout=None
-                     ) -> Tuple[np.ndarray, np.ndarray]:
+    def _ik_and_line(self, group, q_seed, target, line_target, allowed, what,
+                     ik_attempts=None) -> Tuple[np.ndarray, np.ndarray]:
         """IK at target plus the straight line from target to line_target.
 
         Tries up to ``config.ik_solutions`` IK solutions (the first seeded by q_seed, the
@@ -528,7 +528,7 @@ class PickPlacePlanner:
                 seed = self.robot.with_group(q_seed, group, self.planner.ik_solver(
                     group).random_configuration(self.planner.rng))
             try:
-                q_target = self._ik(group, seed, target, allowed, what, ik_timeout)
+                q_target = self._ik(group, seed, target, allowed, what, ik_attempts)
             except _Failure as exc:
                 # IK already restarted from random seeds: another seed will not do better.
                 if failure is None or _FAILURE_RANK.get(exc.code, 0) > _FAILURE_RANK.get(
@@ -545,7 +545,7 @@ class PickPlacePlanner:
 
     def _plan_one(self, group: PlanningGroup, side: str, q0: np.ndarray, grasp: np.ndarray,
                   opening: float, place: np.ndarray, deadline: float,
-                  ik_timeout: Optional[float] = None):
+                  ik_attempts: Optional[int] = None):
         cfg = self.config
         robot = self.robot
         f_open = self.finger_position(min(opening + cfg.open_margin_m, cfg.max_opening_m), side)
@@ -566,7 +566,7 @@ class PickPlacePlanner:
         pre = grasp.copy()
         pre[:3, 3] -= grasp[:3, 0] * cfg.pre_grasp_distance_m
         _, back = self._ik_and_line(group, q0_open, grasp, pre, allow_pick, 'approach',
-                                    ik_timeout)
+                                    ik_attempts)
         approach_path = back[::-1]
         q_pre = robot.with_group(q0_open, group, approach_path[0])
         # --- lift and place with the part attached, fingers on the part.
@@ -580,7 +580,7 @@ class PickPlacePlanner:
             pre_place = place.copy()
             pre_place[2, 3] += cfg.place_approach_height_m
             _, down_rev = self._ik_and_line(group, q_lift, place, pre_place, allow_place_part,
-                                            'place', ik_timeout)
+                                            'place', ik_attempts)
             place_path = down_rev[::-1]
             q_pre_place = robot.with_group(q_lift, group, place_path[0])
         finally:
