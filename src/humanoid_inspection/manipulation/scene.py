@@ -10,7 +10,13 @@ boxes expressed in ``base_link`` (fixed-base mode: world <- base_link is ``robot
   (every side except the open loading port ``open_side``) and ``xray_fixture`` (the part seat);
 - ``<name>_bin_floor``, ``<name>_bin_wall_<side>`` (four thin walls) and ``<name>_bin_stand``
   (from the floor to the bin's bottom) for the accept and reject bins;
-- ``floor``: a thin slab at z = 0 (the feet stand on it; legs are locked so never checked).
+- ``floor``: a thin slab at z = 0 (the feet stand on it; legs are locked so never checked);
+- ``keepout_table`` (only with ``keepout_height`` > 0): a virtual box over the whole table top,
+  that high. The parts waiting on the table are not in this scene (perception does not send
+  them), so without it a joint-space path could sweep the hand or the carried part through
+  them (the seed-7 demo knocked a bracket over on its neighbour's transfer). The straight
+  approach / lift / place / retreat lines at a point over the table may enter it
+  (:func:`keepout_zones_at`); the joint-space segments stay out.
 
 Each box's name says what it is; :func:`support_obstacles` finds the box a point rests on
 (used to allow hand/part contact with the surface being grasped from or placed on).
@@ -19,6 +25,8 @@ Each box's name says what it is; :func:`support_obstacles` finds the box a point
 from typing import List, Sequence
 
 import numpy as np
+
+KEEPOUT_PREFIX = 'keepout_'
 
 from humanoid_inspection.manipulation.collision import Obstacle
 
@@ -31,12 +39,15 @@ def _box(name: str, centre_local: Sequence[float], size: Sequence[float],
     return Obstacle(name, tuple(float(s) for s in size), base_T_world @ frame @ local)
 
 
-def obstacles_from_cell(cell, floor: bool = True) -> List[Obstacle]:
+def obstacles_from_cell(cell, floor: bool = True, keepout_height: float = 0.0
+                        ) -> List[Obstacle]:
     """The cell's collision boxes in the base frame.
 
     Args:
         cell: a CellGeometry (humanoid_inspection.cell_geometry.load_cell()).
         floor: include the floor slab.
+        keepout_height: height (m) of the virtual keep-out box over the table top where the
+            parts wait; 0 = none.
 
     Returns:
         The obstacles (see module docstring for names).
@@ -101,6 +112,9 @@ def obstacles_from_cell(cell, floor: bool = True) -> List[Obstacle]:
         if stand_h > 0:
             out.append(_box(f'{name}_stand', (0, 0, -t - stand_h / 2),
                             (0.6 * ix, 0.6 * iy, stand_h), bf, base_T_world))
+    if keepout_height > 0:
+        out.append(_box(f'{KEEPOUT_PREFIX}table', (0, 0, keepout_height / 2),
+                        (sx, sy, keepout_height), tf, base_T_world))
     if floor:
         floor_world = np.eye(4)
         out.append(_box('floor', (0.5, 0, -0.005), (3.0, 3.0, 0.01), floor_world, base_T_world))
@@ -129,3 +143,23 @@ def support_obstacles(obstacles: Sequence[Obstacle], point: np.ndarray,
         if abs(local[0]) <= half[0] and abs(local[1]) <= half[1] and 0.0 <= gap <= max_gap:
             found.append((gap, ob.name))
     return [name for _, name in sorted(found)]
+
+
+def keepout_zones_at(obstacles: Sequence[Obstacle], point: np.ndarray,
+                     max_gap: float = 0.25) -> List[str]:
+    """Names of the keep-out boxes over or around point (base frame).
+
+    A point inside a keep-out box's footprint, from its bottom to ``max_gap`` above its top
+    (a grasp or place point on the table, and the straight lines from it), may reach into it.
+    """
+    point = np.asarray(point, dtype=float)
+    out = []
+    for ob in obstacles:
+        if not ob.name.startswith(KEEPOUT_PREFIX):
+            continue
+        local = np.linalg.inv(ob.pose) @ np.r_[point, 1.0]
+        half = np.asarray(ob.size) / 2
+        if abs(local[0]) <= half[0] and abs(local[1]) <= half[1] and \
+                -half[2] <= local[2] <= half[2] + max_gap:
+            out.append(ob.name)
+    return out

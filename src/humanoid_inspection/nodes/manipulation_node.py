@@ -65,6 +65,8 @@ PARAMS = (
     Param('world_frame', 'world', 'world frame (goal poses may be given in it; fixed base)'),
     Param('cell_file', '', 'cell geometry YAML; empty = the package config/cell.yaml'),
     Param('collision_padding_m', 0.01, 'margin robot/part vs cell obstacles (m)', 0.0, 0.2),
+    Param('table_keepout_height_m', 0.06, 'virtual box this high over the table top, where the '
+          'parts wait: joint-space motions stay out of it (0 = none)', 0.0, 0.5),
     Param('planner', 'RRTConnect', 'OMPL geometric planner name'),
     Param('motion_resolution_rad', 0.03, 'collision-check step along motions (rad)',
           0.001, 0.5),
@@ -76,7 +78,7 @@ PARAMS = (
     Param('lift_height_m', 0.10, 'lift after grasping (m)', 0.0, 0.5),
     Param('place_approach_height_m', 0.10, 'descent onto the place pose (m)', 0.0, 0.5),
     Param('retreat_distance_m', 0.08, 'retreat after releasing (m)', 0.0, 0.5),
-    Param('open_margin_m', 0.02, 'gripper opened this much wider than the part (m)', 0.0,
+    Param('open_margin_m', 0.0, 'gripper opened this much wider than the candidate opening (m)', 0.0,
           0.2),
     Param('part_depth_m', 0.04, 'carried-part box along the approach axis (m)', 0.001, 0.5),
     Param('part_height_m', 0.04, 'carried-part box along the tcp z axis (m)', 0.001, 0.5),
@@ -165,7 +167,7 @@ class ManipulationNode(Node):
             self.robot = RobotModel.from_project()
         except (CellConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
             raise StartupError(f'manipulation: cannot load the robot or the cell: {exc}') from exc
-        obstacles = obstacles_from_cell(cell)
+        obstacles = obstacles_from_cell(cell, keepout_height=self.p['table_keepout_height_m'])
         checker = CollisionChecker(self.robot, obstacles, padding=self.p['collision_padding_m'])
         config = PickPlaceConfig(
             pre_grasp_distance_m=self.p['pre_grasp_distance_m'],
