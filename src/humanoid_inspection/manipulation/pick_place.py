@@ -42,7 +42,7 @@ from humanoid_inspection.manipulation.collision import (ATTACHED_PREFIX, Attache
 from humanoid_inspection.manipulation.ik import IKStatus, check_target
 from humanoid_inspection.manipulation.planner import MotionPlanner, PathResult, PlanStatus
 from humanoid_inspection.manipulation.robot_model import SIDES, PlanningGroup, RobotModel
-from humanoid_inspection.manipulation.scene import support_obstacles
+from humanoid_inspection.manipulation.scene import keepout_zones_at, support_obstacles
 from humanoid_inspection.manipulation.time_parameterization import (TimedTrajectory,
                                                                     _trapezoid_sample)
 
@@ -324,7 +324,10 @@ class PickPlacePlanner:
         return sorted(dist, key=dist.get)
 
     def _allowed(self, side: str, point: np.ndarray, with_part: bool) -> Tuple[tuple, ...]:
-        supports = support_obstacles(self.obstacles, point)[:1]
+        # the surface under the point, and a keep-out zone over it (the table's, where the
+        # parts wait): the straight lines at a grasp / place point may touch or enter them
+        supports = support_obstacles(self.obstacles, point)[:1] + \
+            keepout_zones_at(self.obstacles, point)
         names = list(self.checker.hand_links(side))
         if with_part:
             names.append(ATTACHED_PREFIX + side)
