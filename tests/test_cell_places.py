@@ -70,3 +70,19 @@ def test_pick_area_excludes_the_review_tray():
     assert area.reason_outside(cell.world_to_base(tray)) == 'on the review tray'
     assert area.reason_outside(cell.world_to_base(cell.accept_bin.pose.xyz)) == \
         'not on the table'
+
+
+def test_the_part_centre_lands_on_the_target_centre():
+    # a wall grasp 40 mm from the part's centre (+x of the base = +y of the world here): the
+    # grasp point goes 40 mm beside the seat centre so the part's centre lands on it
+    places = _targets()
+    grasp = Grasp(0, 0.9, 0.02, (0.1, -0.5, -0.21), (0.0, 0.0, 0.0, 1.0), offset_xy=(0.04, 0.0))
+    pos, _ = places.place_pose('fixture', grasp)
+    world = places.world_T_base @ np.r_[pos, 1.0]
+    assert world[:3] == pytest.approx([0.6, 0.34, 0.95])
+    back = places.fixture_grasp(grasp)
+    assert (places.world_T_base @ np.r_[back.position, 1.0])[:2] == pytest.approx([0.6, 0.34])
+    assert back.offset_xy == (0.04, 0.0)
+    assert Grasp.from_json(grasp.to_json()).offset_xy == (0.04, 0.0)
+    assert Grasp.from_json({k: v for k, v in grasp.to_json().items()
+                            if k != 'offset_xy'}).offset_xy == (0.0, 0.0)

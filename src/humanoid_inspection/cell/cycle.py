@@ -94,19 +94,22 @@ class Grasp:
     position: tuple          # grasp point (m)
     orientation: tuple       # quaternion x, y, z, w
     handle: Any = None       # service-specific data (e.g. the Affordance message)
+    offset_xy: tuple = (0.0, 0.0)   # grasp point minus the part's centre, base frame x, y (m)
 
     def to_json(self) -> dict:
         """JSON-serialisable form (for the record)."""
         return {'index': int(self.index), 'score': float(self.score),
                 'opening_m': float(self.opening_m),
                 'position': [float(v) for v in self.position],
-                'orientation': [float(v) for v in self.orientation]}
+                'orientation': [float(v) for v in self.orientation],
+                'offset_xy': [float(v) for v in self.offset_xy]}
 
     @staticmethod
     def from_json(data: dict) -> 'Grasp':
         """Inverse of to_json."""
         return Grasp(int(data['index']), float(data['score']), float(data['opening_m']),
-                     tuple(data['position']), tuple(data['orientation']))
+                     tuple(data['position']), tuple(data['orientation']),
+                     offset_xy=tuple(data.get('offset_xy', (0.0, 0.0))))
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 A place pose is "where the grasp point goes" (PickPlace.action), in the robot base frame. The
 part keeps the orientation it was grasped with; the grasp point keeps its height above the face
-the part rests on, so the part lands on the target surface (plus a small drop clearance).
+the part rests on, so the part lands on the target surface (plus a small drop clearance), and
+its offset from the part's centre (``Grasp.offset_xy``), so the part's centre lands on the
+target's centre (a housing grasped by a wall sat 40 mm off the X-ray seat otherwise).
 Geometry comes from config/cell.yaml through ``humanoid_inspection.cell_geometry`` (adapter
 :func:`targets_from_cell`); this module itself only does the frame arithmetic (numpy/scipy).
 """
@@ -81,7 +83,9 @@ class PlaceTargets:
                 or not np.all(np.isfinite(quat)) or np.linalg.norm(quat) < 1e-6:
             raise ValueError(f'grasp #{grasp.index} has a non-finite or malformed pose')
         target = self.targets[destination]
-        world = np.array([target.xyz[0], target.xyz[1],
+        offset = self.world_T_base[:3, :3] @ np.array([*np.asarray(grasp.offset_xy, float)[:2],
+                                                        0.0])
+        world = np.array([target.xyz[0] + offset[0], target.xyz[1] + offset[1],
                           target.xyz[2] + self.grasp_height(grasp) + target.drop_m, 1.0])
         base = self.base_T_world @ world
         return base[:3], quat / np.linalg.norm(quat)
@@ -100,7 +104,8 @@ class PlaceTargets:
         """The grasp that takes the part back out of the fixture (where it was placed)."""
         pos, quat = self.place_pose('fixture', grasp)
         pos = pos - (self.base_T_world[:3, :3] @ np.array([0, 0, self.targets['fixture'].drop_m]))
-        return Grasp(0, grasp.score, grasp.opening_m, tuple(pos), tuple(quat))
+        return Grasp(0, grasp.score, grasp.opening_m, tuple(pos), tuple(quat),
+                     offset_xy=tuple(grasp.offset_xy))
 
 
 def approach_axis(quat_xyzw) -> np.ndarray:

@@ -60,6 +60,8 @@ PARAMS = (
     Param('place_drop_m', 0.0, 'clearance above the fixture / review surface at release (m)',
           0.0, 0.2),
     Param('bin_drop_m', 0.05, 'clearance above a bin floor at release (m)', 0.0, 0.5),
+    Param('max_centre_offset_m', 0.08, 'a grasp point this close to the part\'s centre (m) is '
+          'placed so that the centre lands on the target centre', 0.0, 0.5),
     Param('server_wait_s', 10.0, 'wait for a service/action server to appear (s)', 0.1, 300.0),
     Param('perception_timeout_s', 20.0, 'wait for fresh detections (s)', 0.5, 600.0),
     Param('affordance_timeout_s', 20.0, 'affordance/predict timeout (s)', 0.5, 600.0),
@@ -160,6 +162,7 @@ class RosCellServices(CellServices):
         self._places = None
         self._cell = None
         self._pick_area = None
+        self._camera_T = None
         self._active_goal = None
         self._via_table = set(node.params['handover_destinations'])
         self.cancel_requested = lambda: False
@@ -292,6 +295,13 @@ class RosCellServices(CellServices):
         for s in sightings:
             cands = by_object.get(s.object_id, [])
             grasps = [affordance_to_grasp(i, c) for i, c in enumerate(cands)]
+            centre = self._centre_in_base(s.handle)
+            if centre is not None:
+                for g in grasps:
+                    offset = np.asarray(g.position[:2], float) - centre[:2]
+                    # a wall grasp lies within the part's half size of its centre
+                    if np.hypot(*offset) <= self.p['max_centre_offset_m']:
+                        g.offset_xy = (float(offset[0]), float(offset[1]))
             if grasps:
                 why = area.reason_outside(grasps[0].position)
                 if why:
@@ -300,6 +310,27 @@ class RosCellServices(CellServices):
             s.handle = (s.handle, Grasps(grasps, compute, '' if grasps else empty_reason))
             kept.append(s)
         return kept, ignored, unpaired
+
+    def _centre_in_base(self, detection) -> Optional[np.ndarray]:
+        """The detection's 3D centroid in the base frame, the camera at the rest pose.
+
+        The cycle looks at the table from the rest pose (cycle._loop), so the head camera's
+        pose is the standing pose's forward kinematics (affordance.camera_pose).
+        """
+        if detection is None or not getattr(detection, 'has_3d', False):
+            return None
+        if self._camera_T is None:
+            try:
+                from humanoid_inspection.affordance.camera_pose import CameraPoseFK
+                fk = CameraPoseFK.from_project()
+                self._camera_T = fk.camera_in_base(dict(self.cell().robot.standing_pose))
+            except Exception as exc:  # no URDF: place by the grasp point alone
+                self.node.get_logger().warning(f'no camera pose for part centres: {exc}')
+                self._camera_T = np.zeros((4, 4))
+        if not self._camera_T.any():
+            return None
+        p = detection.pose.position
+        return (self._camera_T @ np.array([p.x, p.y, p.z, 1.0]))[:3]
 
     def pick_area(self):
         """The table area parts are picked from (review tray excluded)."""
@@ -476,7 +507,8 @@ class RosCellServices(CellServices):
         if not candidates:
             self.node.get_logger().warning('part not found again on the hand-over spot; '
                                            'grasping where it was put')
-            g = Grasp(0, grasp.score, grasp.opening_m, grasp.position, grasp.orientation)
+            g = Grasp(0, grasp.score, grasp.opening_m, grasp.position, grasp.orientation,
+                      offset_xy=grasp.offset_xy)
             g.handle = grasp_to_affordance(g, self.p['base_frame'], 'staged_part')
             candidates = [g]
         remaining = list(candidates)
