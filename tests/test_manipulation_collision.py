@@ -129,16 +129,62 @@ def test_padding_reports_near_misses(robot, cell):
     assert padded.in_collision(q)
 
 
-def test_broad_phase_never_misses_a_narrow_phase_collision(robot, checker):
+@pytest.mark.parametrize('broadphase', ['naive', 'dynamic_aabb_tree'])
+def test_broad_phase_never_misses_a_narrow_phase_collision(robot, cell, broadphase):
+    checker = CollisionChecker(robot, obstacles_from_cell(cell), broadphase=broadphase)
+    checker.attach('left', AttachedObject('box', (0.04, 0.05, 0.04)))
     rng = np.random.default_rng(4)
     q0 = ready(robot)
+    hits = 0
     for name in ('left_arm', 'right_arm_waist'):
         group = robot.group(name)
         ctx = checker.context(group)
         for _ in range(300):
             q = robot.with_group(q0, group, rng.uniform(group.lower, group.upper))
             if ctx.in_collision_narrowphase(q):
+                hits += 1
                 assert ctx.in_collision(q)
+    assert hits > 50
+    with pytest.raises(ValueError, match='broadphase'):
+        CollisionChecker(robot, [], broadphase='octree')
+
+
+def test_contexts_sharing_data_answer_like_separate_checkers(robot, cell):
+    # The contexts of one attachment state share one GeometryData (active pairs switched per
+    # query) and re-attaching reuses the robot + cell model: the answers must be those of
+    # checkers that were built for one context each.
+    obstacles = obstacles_from_cell(cell)
+    part = AttachedObject('box', (0.04, 0.07, 0.04))
+    shared = CollisionChecker(robot, obstacles)
+    shared.attach('right', AttachedObject('cylinder', (0.02, 0.05)))
+    shared.detach('right')
+    shared.attach('right', part)
+    specs = [('right_arm', ()), ('right_arm_waist', (('right_hand_link', 'table'),
+                                                     ('attached_right', 'table'))),
+             ('left_arm', ()), (None, ())]
+    contexts, references = [], []
+    for name, allowed in specs:
+        group = robot.group(name) if name else None
+        contexts.append(shared.context(group, allowed))
+        alone = CollisionChecker(robot, obstacles)
+        alone.attach('right', part)
+        references.append(alone.context(group, allowed))
+        assert contexts[-1].active_pair_count == references[-1].active_pair_count
+    rng = np.random.default_rng(7)
+    q0 = ready(robot)
+    arms = robot.group('right_arm_waist').q_idx.tolist() + robot.group('left_arm').q_idx.tolist()
+    answers = set()
+    for _ in range(250):
+        q = q0.copy()
+        q[arms] = rng.uniform(robot.lower[arms], robot.upper[arms])
+        for k in rng.permutation(len(specs)):
+            got = contexts[k].in_collision(q)
+            assert got == references[k].in_collision(q)
+            answers.add(got)
+            if got:
+                assert sorted(contexts[k].colliding_pairs(q)) == \
+                    sorted(references[k].colliding_pairs(q))
+    assert answers == {True, False}
 
 
 def test_group_context_checks_only_pairs_the_group_moves(robot, checker):

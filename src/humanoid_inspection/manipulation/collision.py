@@ -29,6 +29,12 @@ import pinocchio as pin
 from humanoid_inspection.manipulation.robot_model import SIDES, PlanningGroup, RobotModel
 
 ATTACHED_PREFIX = 'attached_'
+# Broad-phase managers (pinocchio wrappers of coal's) selectable by name.
+BROADPHASE_MANAGERS = {
+    'naive': 'BroadPhaseManager_NaiveCollisionManager',
+    'dynamic_aabb_tree': 'BroadPhaseManager_DynamicAABBTreeCollisionManager',
+    'ssap': 'BroadPhaseManager_SSaPCollisionManager',
+}
 
 
 @dataclass(frozen=True)
@@ -98,9 +104,11 @@ class _GeometryState:
             model = self.checker.robot.model
             gd = self.geom_model.createData()
             self.checker.apply_margins(gd, self.geom_model, self.owner)
-            # Broad phase (coal dynamic AABB tree) in front of the narrow phase: ~2.5x faster
-            # than testing every active pair; it honours the active pairs and the margins.
-            broadphase = pin.BroadPhaseManager_DynamicAABBTreeCollisionManager(
+            # Broad phase in front of the narrow phase (it honours the active pairs and the
+            # margins). With ~60 primitives coal's naive manager (all AABB pairs, no tree to
+            # update) is the fastest: per check of planner states 24-30 % less time than the
+            # dynamic AABB tree, which is 2.5x faster than testing every active pair.
+            broadphase = getattr(pin, BROADPHASE_MANAGERS[self.checker.broadphase])(
                 model, self.geom_model, gd)
             self._pinocchio = (model, model.createData(), gd, broadphase)
         return self._pinocchio
@@ -180,12 +188,20 @@ class CollisionChecker:
         allowed_link_pairs: extra (link, link) pairs never checked.
         locked_joints: joints that never move, in addition to robot.locked_joints (the legs
             in fixed-base mode); pairs only separated by them are not checked.
+        broadphase: broad-phase manager, a key of BROADPHASE_MANAGERS.
+
+    Raises:
+        ValueError: unknown broad phase, duplicate obstacle names, bad obstacle sizes.
     """
 
     def __init__(self, robot: RobotModel, obstacles: Sequence[Obstacle] = (),
                  padding: float = 0.01, self_padding: float = 0.0,
                  allowed_link_pairs: Iterable[Tuple[str, str]] = (),
-                 locked_joints: Iterable[str] = ()):
+                 locked_joints: Iterable[str] = (), broadphase: str = 'naive'):
+        if broadphase not in BROADPHASE_MANAGERS:
+            raise ValueError(f'broadphase must be one of {sorted(BROADPHASE_MANAGERS)}, '
+                             f'got {broadphase!r}')
+        self.broadphase = broadphase
         self.robot = robot
         self.padding = float(padding)
         self.self_padding = float(self_padding)
