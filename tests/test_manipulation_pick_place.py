@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from humanoid_inspection.cell_geometry import load_cell
-from humanoid_inspection.manipulation.collision import CollisionChecker
+from humanoid_inspection.manipulation.collision import AttachedObject, CollisionChecker
 from humanoid_inspection.manipulation.goal import (
     FrameResolver, InvalidGoalError, grasp_candidates_from_fields, place_pose_from_fields)
 from humanoid_inspection.manipulation.pick_place import (
@@ -106,6 +106,22 @@ def test_pick_from_the_table_and_place(planner, robot, cell, slot, dest):
     np.testing.assert_allclose(grasp_reached[:3, 0], grasp[:3, 0], atol=1e-2)
     np.testing.assert_allclose(tcp_after('place')[:3, 3], place[:3, 3], atol=1e-3)
     assert plan.duration > 0 and plan.planning_time_s < 5.0
+    # the free-space segments are collision-free at every output sample, checked by a separate
+    # checker without padding (the part attached during the transfer)
+    independent = CollisionChecker(robot, obstacles_from_cell(cell), padding=0.0)
+    q = q0.copy()
+    for seg in plan.segments:
+        idx = [robot.joint_index(j) for j in seg.trajectory.joint_names]
+        if seg.name in ('pre_grasp', 'transfer'):
+            if seg.name == 'transfer':
+                independent.attach(plan.arm, AttachedObject(
+                    'box', (planner.config.part_depth_m, 0.05, planner.config.part_height_m)))
+            ctx = independent.context(robot.group(seg.group))
+            for row in seg.trajectory.positions:
+                q[idx] = row
+                assert not ctx.in_collision_narrowphase(q), (seg.name, ctx.colliding_pairs(q))
+            independent.detach(plan.arm)
+        q[idx] = seg.trajectory.positions[-1]
 
 
 def test_ranked_candidates_skip_the_impossible_one(planner, robot, cell):
