@@ -320,3 +320,30 @@ def test_failed_handover_is_recorded_and_the_cycle_goes_on(tmp_path):
     assert all(r.verdict and 'verdict' in r.failure_reason for r in recs)
     assert '3 part(s) left that cannot be handled' in summary.message
     assert cell.fixture is None and cell.at_rest
+
+
+def test_the_table_is_looked_at_from_the_rest_pose(tmp_path):
+    # after a sort the waist may be turned and an arm in view: the cycle sends the robot to
+    # rest before every look (the demo saw the cabinet as a part from a turned waist)
+    class Watching(FakeCell):
+        looks_at_rest: list = None
+
+        def perceive(self):
+            self.looks_at_rest = (self.looks_at_rest or []) + [self.at_rest]
+            return super().perceive()
+
+    cell = Watching(_parts(3))
+    summary, _, _ = _run(tmp_path, cell)
+    assert summary.success, summary.message
+    assert cell.looks_at_rest == [True] * 4      # 3 parts + the empty table
+
+
+def test_rest_service_down_still_looks(tmp_path):
+    class NoRest(FakeCell):
+        def go_to_rest(self):
+            raise ServiceUnavailable('manipulation/rest is not available')
+
+    cell = NoRest(_parts(1))
+    summary, _, events = _run(tmp_path, cell)
+    assert any('no rest motion' in e[3] for e in events)
+    assert cell.bins['accept_bin'] or not summary.success
