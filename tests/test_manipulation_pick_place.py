@@ -105,7 +105,7 @@ def test_pick_from_the_table_and_place(planner, robot, cell, slot, dest):
     np.testing.assert_allclose(grasp_reached[:3, 3], grasp[:3, 3], atol=1e-3)
     np.testing.assert_allclose(grasp_reached[:3, 0], grasp[:3, 0], atol=1e-2)
     np.testing.assert_allclose(tcp_after('place')[:3, 3], place[:3, 3], atol=1e-3)
-    assert plan.duration > 0 and plan.planning_time_s < 5.0
+    assert plan.duration > 0       # (no timing assertion: wall time depends on the load)
     # the free-space segments are collision-free at every output sample, checked by a separate
     # checker without padding (the part attached during the transfer)
     independent = CollisionChecker(robot, obstacles_from_cell(cell), padding=0.0)
