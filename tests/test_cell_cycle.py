@@ -347,3 +347,16 @@ def test_rest_service_down_still_looks(tmp_path):
     summary, _, events = _run(tmp_path, cell)
     assert any('no rest motion' in e[3] for e in events)
     assert cell.bins['accept_bin'] or not summary.success
+
+
+def test_a_full_review_tray_sends_further_review_parts_to_quarantine(tmp_path):
+    parts = [FakePart(f'R{i}', review=True, pixel_xy=(100.0 * i, 50.0)) for i in range(2)]
+    cell = FakeCell(parts)
+    summary, store, events = _run(tmp_path, cell)
+    assert summary.success, summary.message
+    assert summary.review == 2
+    assert [p.part_id for p in cell.bins['review']] == ['R0']
+    assert [p.part_id for p in cell.bins['reject_bin']] == ['R1']
+    assert [(r.outcome, r.destination) for r in store.all()] == [
+        ('review', 'review'), ('review', 'reject_bin')]
+    assert any('quarantined in reject_bin' in e[3] for e in events)

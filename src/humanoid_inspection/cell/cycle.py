@@ -206,6 +206,8 @@ class CycleConfig:
     skip_tolerance_px: float = 25.0
     review_destination: str = 'review'
     save_snapshots: bool = True
+    review_capacity: int = 1            # parts the review location holds (0 = no limit)
+    review_overflow: str = 'reject_bin'  # where parts for review go once it is full
 
     def __post_init__(self):
         for name in ('max_grasp_attempts', 'xray_attempts', 'sort_attempts',
@@ -406,6 +408,20 @@ class InspectionCycle:
         self._event(index, record_id, 'record', f'canceled {where}')
         return True
 
+    def _review_destination(self) -> str:
+        """The review location, or review_overflow once it holds review_capacity parts.
+
+        A review tray holds one part (cell.yaml review); a second one set on it was blocked
+        (the demo's 'place: not reached'). Parts already there: records of this database that
+        ended (sorted or failed) with the review location as destination.
+        """
+        cfg = self.config
+        if cfg.review_capacity <= 0 or not cfg.review_overflow:
+            return cfg.review_destination
+        there = sum(1 for r in self.store.all() if r.destination == cfg.review_destination
+                    and r.state in ('sorted', 'failed'))
+        return cfg.review_destination if there < cfg.review_capacity else cfg.review_overflow
+
     def _add_times(self, record_id: str, **times: float) -> None:
         rec = self.store.get(record_id)
         merged = dict(rec.stage_times)
@@ -535,20 +551,21 @@ class InspectionCycle:
             reason = f'X-ray inspection failed: {last.message}'
             self._event(index, record_id, 'xray', reason + '; sending the part to review')
             grasp = Grasp.from_json(rec.grasp) if rec.grasp else None
-            out = self.services.move_from_fixture(grasp, self.config.review_destination)
+            review = self._review_destination()
+            out = self.services.move_from_fixture(grasp, review)
             if not out.success:
                 self.store.update(record_id, None, f'{reason}; could not clear the fixture: '
                                   f'{out.error} {out.message}', failure_reason=reason)
                 raise CycleStop(f'{reason}; the part is stuck in the fixture '
                                 f'({out.error}: {out.message})', 'xray_failed')
-            self.store.update(record_id, None, 'moved to review',
-                              destination=self.config.review_destination)
+            self.store.update(record_id, None, f'moved to {review} for review',
+                              destination=review)
             self._finish_failed(record_id, 'xray_failed', reason)
             return False
         self._event(index, record_id, 'record', f'{insp.verdict}: {len(insp.defects)} defect(s)')
         destination = DESTINATIONS[insp.verdict]
         if insp.verdict == 'REVIEW':
-            destination = self.config.review_destination
+            destination = self._review_destination()
         self.store.record_inspection(
             record_id, part_id=insp.part_id, family=insp.family, verdict=insp.verdict,
             reasons=insp.reasons, defects=insp.defects, radiograph=insp.radiograph,
@@ -569,7 +586,12 @@ class InspectionCycle:
               recovering: bool = False, sighting: Optional[PartSighting] = None) -> bool:
         destination = DESTINATIONS[verdict]
         if verdict == 'REVIEW':
-            destination = self.config.review_destination
+            destination = self._review_destination()
+            if destination != self.config.review_destination:
+                self._event(index, record_id, 'sort',
+                            f'{self.config.review_destination} holds '
+                            f'{self.config.review_capacity} part(s) already: the part for '
+                            f'review is quarantined in {destination}')
         last = None
         for attempt in range(1, self.config.sort_attempts + 1):
             self._event(index, record_id, 'sort', f'to {destination} (attempt {attempt})')
