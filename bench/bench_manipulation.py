@@ -228,7 +228,7 @@ def bench_planning(cell, queries, n_baseline: int, baseline_rev: str) -> dict:
         except RuntimeError as exc:
             print(f'no previous-code baseline: {exc}', file=sys.stderr)
     variants['baseline'] = ('RRTConnect + OMPL full simplify, fine checks (MoveIt-like)',
-                            make_planner(current, cell, 'full', 1.0), n_baseline)
+                            make_planner(current, cell, 'full', 1.0, False), n_baseline)
     runs = {key: [] for key in variants}
     for k, (grasp, place, _) in enumerate(tqdm(queries, desc='pick/place', unit='query')):
         for key, (_, planner, count) in variants.items():
@@ -283,6 +283,8 @@ def main(argv=None) -> int:
         print(f"  {method:13s} median {r['time_ms']['median']:.3f} ms  p95 "
               f"{r['time_ms']['p95']:.3f} ms  success {100 * r['success_rate']:.1f} %")
     for key, r in result['planning'].items():
+        if not r['queries']:
+            continue
         d = r['trajectory_duration_s']
         print(f"pick/place {key} ({r['queries']} queries): "
               f"median {r['planning_time_ms']['median']:.0f} ms  p95 "

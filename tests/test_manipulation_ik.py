@@ -88,7 +88,25 @@ def test_time_budget_is_respected(robot):
     res = solver.solve(target, q0, timeout_s=0.003, max_attempts=10_000)
     assert res.status in (IKStatus.TIMEOUT, IKStatus.SUCCESS)
     if res.status is IKStatus.TIMEOUT:
-        assert res.attempts < 10_000 and 'time budget' in res.message
+        assert res.attempts < 10_000 and 'CPU time budget' in res.message
+
+
+def test_time_budget_is_cpu_time_not_wall_time(robot):
+    # A validity callback that sleeps (a loaded machine: wall time passes, this thread's CPU
+    # time does not) must not cut the attempts short (the sleeps alone exceed 30 ms).
+    import time
+    group = robot.group('left_arm')
+    solver = IKSolver(robot, group)
+    _, targets = _random_targets(robot, group, 1, seed=2)
+    q_true, target = targets[0]
+
+    def sleepy_reject(q):
+        time.sleep(0.02)
+        return False
+
+    res = solver.solve(target, q_true, timeout_s=0.03, max_attempts=8, is_valid=sleepy_reject)
+    assert res.status is IKStatus.IN_COLLISION and res.attempts == 8, res.message
+    assert res.time_s > 0.03                   # reported time is wall time
 
 
 def test_validity_callback_rejects_solutions(robot):

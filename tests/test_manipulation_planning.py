@@ -113,6 +113,34 @@ def test_remembered_paths_are_reused_only_where_they_are_free(planner, robot, ce
         planner.experience = 32
 
 
+def test_ompl_budget_is_cpu_time_with_a_wall_cap(robot):
+    import time
+    from humanoid_inspection.manipulation.planner import OMPL_WALL_CAP
+    planner = MotionPlanner(robot, CollisionChecker(robot, []), seed=2)
+    group = robot.group('right_arm')
+    q0 = robot.reference_configuration()
+    qa = q0[group.q_idx].copy()
+    qb = qa.copy()
+    qb[0] += 0.5
+
+    class Wall:            # a slab across the first joint's range: no path exists
+        def __init__(self, sleep_s=0.0):
+            self.sleep_s = sleep_s
+
+        def in_collision(self, q):
+            if self.sleep_s:
+                time.sleep(self.sleep_s)
+            return abs(q[group.q_idx][0] - qa[0] - 0.25) < 0.05
+
+    cpu, wall = time.thread_time(), time.perf_counter()
+    assert planner._ompl(group, Wall(), q0, qa, qb, 0.2, 0.06) is None
+    assert 0.2 <= time.thread_time() - cpu < 0.6
+    # checks that sleep (wall time passes, CPU time does not): stopped by the wall cap
+    wall = time.perf_counter()
+    assert planner._ompl(group, Wall(0.002), q0, qa, qb, 0.1, 0.06) is None
+    assert 0.1 * OMPL_WALL_CAP <= time.perf_counter() - wall < 0.1 * OMPL_WALL_CAP + 1.0
+
+
 def test_motion_checks_visit_every_state_coarse_first():
     from humanoid_inspection.manipulation.planner import _coarse_first_order
     for steps in range(0, 40):

@@ -40,6 +40,8 @@ from humanoid_inspection.manipulation.time_parameterization import (TimedTraject
 
 
 _OMPL_SEEDED = False
+# OMPL's budget is CPU time; its wall time is capped at this multiple of the budget.
+OMPL_WALL_CAP = 3.0
 
 
 def _coarse_first_order(steps: int) -> List[int]:
@@ -209,7 +211,8 @@ class MotionPlanner:
             q_start_full: full start configuration.
             q_goal: (dof,) goal joint values of the group.
             allowed: (name, name) pairs whose collisions are ignored.
-            timeout_s: OMPL's time budget.
+            timeout_s: OMPL's time budget (s of CPU time of the calling thread; wall time at
+                most OMPL_WALL_CAP times that).
 
         Returns:
             PathResult (path (N, dof) from start to goal on success).
@@ -237,16 +240,17 @@ class MotionPlanner:
                               time.perf_counter() - t0, 1.0, 'experience')
         # Explore at a coarse motion resolution (fewer checks), then validate the final path
         # at the fine one; a path that fails it is planned again at the fine resolution.
+        cpu0 = time.thread_time()
         path = self._ompl(group, ctx, q_start_full, qa, q_goal, timeout_s,
                           self.resolution * self.coarse_factor)
         if path is not None and self.coarse_factor > 1 and not self.path_valid(
                 ctx, q_start_full, group, path):
-            remaining = max(0.01, timeout_s - (time.perf_counter() - t0))
+            remaining = max(0.01, timeout_s - (time.thread_time() - cpu0))
             path = self._ompl(group, ctx, q_start_full, qa, q_goal, remaining, self.resolution)
         elapsed = time.perf_counter() - t0
         if path is None:
             return PathResult(PlanStatus.PLANNING_FAILED, None,
-                              f'{self.planner_name} found no path in {timeout_s:.2f} s',
+                              f'{self.planner_name} found no path in {timeout_s:.2f} s (CPU)',
                               elapsed, 0.0, self.planner_name)
         self._remember(group, path)
         return PathResult(PlanStatus.SUCCESS, path, f'{self.planner_name}, {len(path)} waypoints',
@@ -332,7 +336,13 @@ class MotionPlanner:
             goal[i] = float(qb[i])
         ss.setStartAndGoalStates(start, goal)
         ss.setPlanner(getattr(og, self.planner_name)(si))
-        solved = ss.solve(float(timeout_s))
+        # The budget is CPU time of this thread (the validity checks run in it): on a loaded
+        # machine a wall-clock budget turned into PLANNING_FAILED (0.5 s was too short in the
+        # cell, six processes on two cores). Wall time is capped at OMPL_WALL_CAP x the budget.
+        cpu_end = time.thread_time() + float(timeout_s)
+        wall_end = time.perf_counter() + OMPL_WALL_CAP * float(timeout_s)
+        solved = ss.solve(ob.PlannerTerminationCondition(
+            lambda: time.thread_time() > cpu_end or time.perf_counter() > wall_end))
         if not solved or str(solved) != 'Exact solution':
             return None
         sol = ss.getSolutionPath()
