@@ -17,7 +17,7 @@ or to the markers (6 parts cost ~0.4 s of a 2-core machine per frame at 15 Hz ot
 
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import numpy as np
 from geometry_msgs.msg import Point
@@ -74,6 +74,9 @@ PARAMS = (
     Param('pair_history', 30, 'detection/depth pairs kept for affordance/predict', 1, 1000),
     Param('predict_wait_s', 1.0, 'affordance/predict waits this long for the requested '
           "detections' depth pair (s)", 0.0, 60.0),
+    Param('predict_depth_tolerance_s', 1.0, 'affordance/predict pairs detections whose own '
+          'depth frame is gone with the first depth frame at most this much later (s; the '
+          'scene must not move in between; 0 = exact frames only)', 0.0, 10.0),
 )
 
 
@@ -126,22 +129,23 @@ class AffordanceNode(Node):
         self._info = None
         self._latest = None  # (detections, depth, intrinsics)
         self._pairs = OrderedDict()   # detections stamp (ns) -> (detections, depth, intrinsics)
+        self._detections = OrderedDict()  # detections stamp (ns) -> DetectionArray
+        self._depths = deque(maxlen=self.p['sync_queue_size'])   # (stamp ns, depth Image)
         self.sync = ApproximateTimeSync(2, self.p['sync_slop_s'], self.p['sync_queue_size'],
                                         self._on_pair)
         group = MutuallyExclusiveCallbackGroup()
         self.pub = self.create_publisher(AffordanceArray, self.p['candidates_topic'], 10)
         self.markers = self.create_publisher(MarkerArray, self.p['markers_topic'], 10)
         self.create_subscription(DetectionArray, self.p['detections_topic'],
-                                 lambda m: self.sync.add(0, stamp_seconds(m.header), m), 10,
-                                 callback_group=group)
-        self.create_subscription(Image, self.p['depth_topic'],
-                                 lambda m: self.sync.add(1, stamp_seconds(m.header), m),
+                                 self._on_detections, 10, callback_group=group)
+        self.create_subscription(Image, self.p['depth_topic'], self._on_depth,
                                  qos_profile_sensor_data, callback_group=group)
         self.create_subscription(CameraInfo, self.p['camera_info_topic'], self._on_info,
                                  qos_profile_sensor_data, callback_group=group)
         if self.fk is not None:
+            # 100 Hz: its own group, so depth frames are taken before DDS overwrites them
             self.create_subscription(JointState, 'joint_states', self._on_joints, 10,
-                                     callback_group=group)
+                                     callback_group=MutuallyExclusiveCallbackGroup())
         self.create_service(PredictAffordance, 'affordance/predict', self._on_predict,
                             callback_group=ReentrantCallbackGroup())
         self.get_logger().info('affordance ready (camera pose: '
@@ -173,6 +177,18 @@ class AffordanceNode(Node):
             return
         with self._lock:
             self._info = intr
+
+    def _on_detections(self, msg: DetectionArray):
+        with self._lock:
+            self._detections[_stamp_ns(msg.header.stamp)] = msg
+            while len(self._detections) > self.p['pair_history']:
+                self._detections.popitem(last=False)
+        self.sync.add(0, stamp_seconds(msg.header), msg)
+
+    def _on_depth(self, msg: Image):
+        with self._lock:
+            self._depths.append((_stamp_ns(msg.header.stamp), msg))
+        self.sync.add(1, stamp_seconds(msg.header), msg)
 
     def _on_joints(self, msg: JointState):
         with self._lock:
@@ -305,6 +321,8 @@ class AffordanceNode(Node):
             with self._lock:
                 pair = self._latest if not stamp_ns else self._pairs.get(stamp_ns)
                 held = list(self._pairs)
+                if pair is None and stamp_ns:
+                    pair = self._later_depth_pair(stamp_ns)
             if pair is not None:
                 return pair, ''
             if time.monotonic() >= deadline:
@@ -314,6 +332,23 @@ class AffordanceNode(Node):
                 return None, (f'the detections of stamp {stamp_ns * 1e-9:.3f} s have no depth '
                               f'pair (pairs held: {have})')
             time.sleep(0.02)
+
+    def _later_depth_pair(self, stamp_ns: int):
+        """The detections of stamp_ns with the first depth frame after them (lock held).
+
+        Their own depth frame may be gone (a 1.2 MB best-effort image dropped, or evicted while
+        perception lagged); a frame at most `predict_depth_tolerance_s` later shows the same
+        scene when nothing moved in between (the cell looks at the table from rest and waits
+        for this answer before moving). None when there is no such frame.
+        """
+        det = self._detections.get(stamp_ns)
+        if det is None:
+            return None
+        limit = stamp_ns + int(self.p['predict_depth_tolerance_s'] * 1e9)
+        later = [(t, m) for t, m in self._depths if stamp_ns <= t <= limit]
+        if not later:
+            return None
+        return det, min(later, key=lambda item: item[0])[1], self._info
 
     def _on_predict(self, request, response):
         latest, why = self._pair_for(_stamp_ns(request.detections_stamp))
