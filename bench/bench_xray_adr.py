@@ -1,14 +1,17 @@
-"""Benchmark of the X-ray ADR: latency per radiograph and detection quality, both detectors.
+"""Benchmark of the X-ray ADR: latency per radiograph and detection quality of every detector.
 
 Latency: full pipeline (validate + detect + grade) on simulated 16-bit radiographs of
 1024x1024 and 2048x2048 (median and p95 over --repeats runs, after one warm-up), on this
 machine's CPU threads. Quality: AP50, AP50:95, recall (all, >= 1 mm), false alarms per image
 and part-level escape / false-reject rates on the synthetic held-out set (part seeds from
-100000, never used for training). The classical detector is the baseline of the same run.
+100000, never used for training). The classical detector and the previous learned detector
+('unet') are the baselines of the same run; the load average of the shared machine is
+recorded next to the timings.
 Targets (issue 3) for the default detector: median <= 0.1 s at 2048x2048, AP50 >= 0.90,
 recall >= 0.95 for defects >= 1 mm at <= 0.2 false alarms per image.
 
-    python bench/bench_xray_adr.py [--images 30] [--repeats 5] [--out bench/results/xray_adr.json]
+    python bench/bench_xray_adr.py [--images 30] [--repeats 5] [--detectors classical,cnn,unet]
+        [--out bench/results/xray_adr.json]
 """
 
 import argparse
@@ -53,7 +56,7 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--images', type=int, default=30, help='held-out radiographs (1024 px)')
     ap.add_argument('--repeats', type=int, default=5)
-    ap.add_argument('--detectors', default='classical,cnn')
+    ap.add_argument('--detectors', default='classical,cnn,unet')
     ap.add_argument('--out', default=str(Path(__file__).parent / 'results' / 'xray_adr.json'))
     args = ap.parse_args(argv)
     from humanoid_inspection.xray.detector import DEFAULT_DETECTOR
@@ -63,6 +66,7 @@ def main(argv=None) -> int:
     print(f'simulating {args.images} held-out radiographs ...', flush=True)
     items = list(synthetic_items(args.images, HELD_OUT_SEED_BASE, 1024))
     results = {}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             print(f'{name}:', flush=True)
@@ -71,7 +75,8 @@ def main(argv=None) -> int:
                          progress=False)
             op = q['operating_point_iou50']
             results[name] = {
-                'latency': lat, 'ap50': q['ap50'], 'ap50_95': q['ap50_95'],
+                'latency': lat, 'load_average_1_5_15': [round(v, 2) for v in os.getloadavg()],
+                'ap50': q['ap50'], 'ap50_95': q['ap50_95'],
                 'recall': op['recall'], 'recall_ge_1mm': op['recall_ge_1mm'],
                 'false_alarms_per_image': op['false_alarms_per_image'],
                 'recall_by_kind': op['recall_by_kind'], 'recall_by_size': op['recall_by_size'],
@@ -101,11 +106,14 @@ def main(argv=None) -> int:
               'held_out': {'images': args.images, 'seed_base': HELD_OUT_SEED_BASE,
                            'size_px': 1024, 'min_score': 0.5},
               'machine': {'cpu_count': os.cpu_count(), 'platform': platform.platform(),
-                          'python': sys.version.split()[0]},
+                          'python': sys.version.split()[0],
+                          'load_average_at_start': [round(v, 2) for v in load_before],
+                          'load_average_at_end': [round(v, 2) for v in os.getloadavg()]},
               'results': results, 'targets_met': targets}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
+    print(f'load average at start {load_before[0]:.2f}, at end {os.getloadavg()[0]:.2f}')
     print(f'wrote {out}')
     return 0
 

@@ -209,16 +209,18 @@ def flood_region(z: np.ndarray, x: int, y: int, sign: float, fraction: float = 0
 
 
 PATCH_PX = 19               # side of the patches the learned detector sees (odd: centred)
-PATCH_CHANNELS = 3
+PATCH_CHANNELS = 4
+PATCH_VERSION = 2           # bumped whenever extract_patches changes (training caches)
 
 
 def extract_patches(fe: FrontEnd, xs: np.ndarray, ys: np.ndarray,
                     context_factor: int = 4) -> np.ndarray:
-    """Network input patches (N, 3, PATCH_PX, PATCH_PX) centred on the candidates.
+    """Network input patches (N, 4, PATCH_PX, PATCH_PX) centred on the candidates.
 
-    Channels: z / 5 (clipped to +-4), (S - S at the centre) x 10 (clipped to +-4: the part's
-    edges, holes and walls around the candidate) and the same from the context image reduced
-    by `context_factor` (a field 4x wider).
+    Channels: polarity x z / 5 (clipped to +-4; polarity = sign of z at the candidate, so a
+    dark inclusion looks like a bright void here), (S - S at the centre) x 10 (clipped to +-4:
+    the part's edges, holes and walls around the candidate), the same from the context image
+    reduced by `context_factor` (a field 4x wider), and the polarity as a constant plane.
     """
     n = len(xs)
     half = PATCH_PX // 2
@@ -230,7 +232,9 @@ def extract_patches(fe: FrontEnd, xs: np.ndarray, ys: np.ndarray,
     spad = np.pad(fe.S, half, mode='edge')
     rows = (ys[:, None] + offs[None, :] + half)[:, :, None]
     cols = (xs[:, None] + offs[None, :] + half)[:, None, :]
-    out[:, 0] = np.clip(zpad[rows, cols] * 0.2, -4.0, 4.0)
+    polarity = np.where(fe.z[ys, xs] < 0, -1.0, 1.0).astype(np.float32)[:, None, None]
+    out[:, 0] = np.clip(zpad[rows, cols] * polarity * 0.2, -4.0, 4.0)
+    out[:, 3] = polarity
     s_patch = spad[rows, cols]
     centre = fe.S[ys, xs][:, None, None]
     out[:, 1] = np.clip((s_patch - centre) * 10.0, -4.0, 4.0)

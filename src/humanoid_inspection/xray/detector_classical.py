@@ -12,8 +12,9 @@ that keeps the part's walls, holes and ribs, residual normalised by the quantum 
    diameter, log-amplitude, peak SNR and the step of the background next to the blob;
 4. rules: a residual stronger than `max_void_log` (a through hole, a boss edge) or a blob
    sitting on a background step larger than `edge_step_ratio` x its own amplitude (a sliver
-   left at a curved rim or a corner) is part structure, not a defect, and so is an elongated
-   strip along the image border; dark -> inclusion;
+   left at a curved rim or a corner) is part structure, not a defect, and so are an elongated
+   strip along the image border, an elongated dark blob (a rib narrower than the square) and
+   anything larger than `max_area_mm2`; dark -> inclusion;
    bright, elongated and thin -> crack; bright and irregular (low solidity) or large ->
    shrinkage; otherwise gas porosity.
 
@@ -58,6 +59,10 @@ class ClassicalParams:
         shrinkage_min_mm: bright blobs larger than this are shrinkage.
         border_elongation: blobs touching the image border at least this elongated are the
             part outline or the collimator edge.
+        inclusion_max_elongation: dark blobs more elongated than this are ribs or walls
+            narrower than the background square (inclusions are lumpy).
+        max_area_mm2: larger blobs are part structure (the largest simulated defect, an 8 mm
+            shrinkage sponge, covers less).
         max_blobs: at most this many seeds are examined (strongest first).
         snr_scale: confidence = 1 - exp(-(peak - k_seed) / snr_scale) (0.05 at the seed level).
         detect_dark: also look for dark (inclusion) indications.
@@ -66,16 +71,18 @@ class ClassicalParams:
     front_end: FrontEndParams = FrontEndParams(reconstruct_steps=4)
     k_seed: float = 6.0
     k_grow: float = 2.5
-    grow_fraction: float = 0.4
+    grow_fraction: float = 0.35
     min_area_px: int = 3
     max_void_log: float = 0.6
     max_inclusion_log: float = 1.5
-    edge_step_ratio: float = 1.0
+    edge_step_ratio: float = 0.35
     crack_elongation: float = 4.0
     crack_max_width_mm: float = 0.8
     shrinkage_solidity: float = 0.72
     shrinkage_min_mm: float = 4.0
     border_elongation: float = 3.0
+    inclusion_max_elongation: float = 3.0
+    max_area_mm2: float = 25.0
     max_blobs: int = 400
     snr_scale: float = 10.0
     detect_dark: bool = True
@@ -160,6 +167,10 @@ class ClassicalDetector:
         if (x0 == 0 or y0 == 0 or x0 + bw == w or y0 + bh == h) and \
                 elongation >= p.border_elongation:
             return None                       # a strip along the image border
+        if sign < 0 and elongation > p.inclusion_max_elongation:
+            return None                       # a thin rib or wall seen from above
+        if area * fe.mm_per_px ** 2 > p.max_area_mm2:
+            return None
         pts = np.column_stack([xs, ys]).astype(np.float32)
         hull = cv2.convexHull(pts).reshape(-1, 2)
         hull_area = float(cv2.contourArea(hull)) if len(hull) > 2 else 0.0

@@ -41,6 +41,12 @@ BOX_LOG_OFFSET = 0.25        # box distances d (working px) are predicted as log
 # noise units (candidates.flood_region); cracks are long and faint along their ends
 FLOOD_SETTINGS = {'crack': (0.15, 1.5), 'default': (0.35, 2.5)}
 FLOOD_WINDOW_PX = 64
+# kinds whose box is the region's own box; for the others the box is the mean of the region's
+# box and the network's (on validation radiographs, seeds 50000..: IoU >= 0.5 for 84 % vs 81 %
+# of the pores >= 1 mm, 96 % vs 80 % of the inclusions; cracks 78 % vs 67 %)
+REGION_BOX_KINDS = ('crack',)
+MERGE_GAP_PX = 12            # crack pieces closer than this (working px, ~1.8 mm) ...
+MERGE_MAX_ANGLE_DEG = 30.0   # ... and in line (axes and joining line within this) are one
 
 
 class PatchNet(nn.Module):
@@ -182,19 +188,20 @@ class CnnDetector:
         check_cancel(should_cancel)
         if len(xs) == 0:
             return []
-        probs, log_dist = predict(self.model, extract_patches(fe, xs, ys,
-                                                              self.params.context_factor))
+        patches = extract_patches(fe, xs, ys, self.params.context_factor)
+        probs, log_dist = predict(self.model, patches)
         check_cancel(should_cancel)
         return self._detections(fe, xs, ys, probs, log_dist, mmpp)
 
     def _detections(self, fe: FrontEnd, xs, ys, probs, log_dist, mmpp_full):
         score = 1.0 - probs[:, 0]
+        boxes = boxes_from_distances(xs, ys, log_dist)
         order = np.argsort(-score, kind='stable')
         order = order[score[order] >= self.min_score]
         taken = {1.0: np.zeros(fe.z.shape, bool), -1.0: np.zeros(fe.z.shape, bool)}
-        out = []
+        found = []
         for i in order:
-            if len(out) >= self.max_detections:
+            if len(found) >= self.max_detections:
                 break
             x, y = int(xs[i]), int(ys[i])
             kind_p = probs[i, 1:]
@@ -204,36 +211,133 @@ class CnnDetector:
                 continue                  # another candidate of a defect already reported
             fraction, floor = FLOOD_SETTINGS.get(kind, FLOOD_SETTINGS['default'])
             x0, y0, mask = flood_region(fe.z, x, y, sign, fraction, floor, FLOOD_WINDOW_PX)
+            if kind not in REGION_BOX_KINDS:
+                x0, y0, mask = clip_region(x0, y0, mask, boxes[i], x, y)
             taken[sign][y0:y0 + mask.shape[0], x0:x0 + mask.shape[1]] |= mask
-            out.append(defect_from_region(
-                fe, x0, y0, mask, sign, kind, float(score[i]), mmpp_full,
-                {'class_probability': float(kind_p.max() / max(kind_p.sum(), 1e-6)),
-                 'z_peak': float(abs(fe.z[y, x]))}))
-        return sort_by_confidence(out)
+            region_box = np.array([x0, y0, x0 + mask.shape[1], y0 + mask.shape[0]], float)
+            if kind in REGION_BOX_KINDS:
+                box = region_box
+            else:     # mean of the region's box and the network's box (measured: better)
+                box = 0.5 * (region_box + boxes[i])
+            found.append({'x0': x0, 'y0': y0, 'mask': mask, 'box': box, 'sign': sign,
+                          'kind': kind, 'score': float(score[i]),
+                          'features': {'class_probability':
+                                       float(kind_p.max() / max(kind_p.sum(), 1e-6)),
+                                       'z_peak': float(abs(fe.z[y, x]))}})
+        found = merge_touching(found, REGION_BOX_KINDS, MERGE_GAP_PX, MERGE_MAX_ANGLE_DEG)
+        return sort_by_confidence([
+            defect_from_region(fe, f['x0'], f['y0'], f['mask'], f['box'], f['sign'], f['kind'],
+                               f['score'], mmpp_full, f['features']) for f in found])
 
 
-def defect_from_region(fe: FrontEnd, x0: int, y0: int, mask: np.ndarray, sign: float,
+def clip_region(x0: int, y0: int, mask: np.ndarray, box, x: int, y: int):
+    """Keep the part of a region inside the network's box grown by half its size (>= 2 px).
+
+    A flooded region can run into a neighbouring pore or along a faint wall; the network's
+    box says how large the defect is. The candidate pixel (x, y) always stays.
+    """
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    gx, gy = max(2.0, 0.5 * bw), max(2.0, 0.5 * bh)
+    cx0 = max(x0, min(x, int(math.floor(box[0] - gx))))
+    cy0 = max(y0, min(y, int(math.floor(box[1] - gy))))
+    cx1 = min(x0 + mask.shape[1], max(x + 1, int(math.ceil(box[2] + gx))))
+    cy1 = min(y0 + mask.shape[0], max(y + 1, int(math.ceil(box[3] + gy))))
+    sub = mask[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+    if not sub.any():
+        return x0, y0, mask
+    rows, cols = np.nonzero(sub)
+    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    return cx0 + int(c0), cy0 + int(r0), sub[r0:r1, c0:c1]
+
+
+def _axis(mask: np.ndarray, x0: int, y0: int):
+    """Centre (x, y) and unit major axis of a region (second moments)."""
+    ys, xs = np.nonzero(mask)
+    cx, cy = xs.mean(), ys.mean()
+    cov = np.cov(np.stack([xs - cx, ys - cy])) if len(xs) > 1 else np.eye(2)
+    vals, vecs = np.linalg.eigh(np.atleast_2d(cov))
+    return np.array([x0 + cx, y0 + cy]), vecs[:, int(np.argmax(vals))]
+
+
+def _in_line(fa: dict, fb: dict, max_angle_deg: float) -> bool:
+    ca, ua = _axis(fa['mask'], fa['x0'], fa['y0'])
+    cb, ub = _axis(fb['mask'], fb['x0'], fb['y0'])
+    join = cb - ca
+    norm = float(np.hypot(*join))
+    cos_max = math.cos(math.radians(max_angle_deg))
+    if norm < 1e-6:
+        return True
+    join /= norm
+    return abs(ua @ join) >= cos_max and abs(ub @ join) >= cos_max
+
+
+def merge_touching(found: list, kinds, gap: int, max_angle_deg: float = 90.0) -> list:
+    """Merge detections of the given kinds whose boxes lie within `gap` px and that are in
+    line (a crack's faint middle splits it into pieces); the merged one keeps the highest
+    score."""
+    while True:
+        merged = False
+        for a in range(len(found)):
+            fa = found[a]
+            if fa['kind'] not in kinds:
+                continue
+            for b in range(a + 1, len(found)):
+                fb = found[b]
+                if fb['kind'] != fa['kind'] or fb['sign'] != fa['sign']:
+                    continue
+                ba, bb = fa['box'], fb['box']
+                if bb[0] > ba[2] + gap or ba[0] > bb[2] + gap or bb[1] > ba[3] + gap or \
+                        ba[1] > bb[3] + gap or not _in_line(fa, fb, max_angle_deg):
+                    continue
+                x0, y0 = min(fa['x0'], fb['x0']), min(fa['y0'], fb['y0'])
+                x1 = max(fa['x0'] + fa['mask'].shape[1], fb['x0'] + fb['mask'].shape[1])
+                y1 = max(fa['y0'] + fa['mask'].shape[0], fb['y0'] + fb['mask'].shape[0])
+                mask = np.zeros((y1 - y0, x1 - x0), bool)
+                for f in (fa, fb):
+                    h, w = f['mask'].shape
+                    mask[f['y0'] - y0:f['y0'] - y0 + h, f['x0'] - x0:f['x0'] - x0 + w] |= \
+                        f['mask']
+                keep = fa if fa['score'] >= fb['score'] else fb
+                found[a] = dict(keep, x0=x0, y0=y0, mask=mask,
+                                box=np.array([min(ba[0], bb[0]), min(ba[1], bb[1]),
+                                              max(ba[2], bb[2]), max(ba[3], bb[3])]))
+                del found[b]
+                merged = True
+                break
+            if merged:
+                break
+        if not merged:
+            return found
+
+
+def defect_from_region(fe: FrontEnd, x0: int, y0: int, mask: np.ndarray, box, sign: float,
                        kind: str, confidence: float, mmpp_full: float,
                        features: dict) -> DetectedDefect:
     """DetectedDefect of a working-pixel region (top-left (x0, y0), bool mask of its box).
 
-    The box and mask are mapped back to radiograph pixels; contrast = (I_bg - I) / I_bg from
-    the mean residual over the region (voids < 0); size = Feret diameter of the region (mm).
+    `box` (x0, y0, x1, y1, working pixels, float) is the reported box; it and the region are
+    mapped back to radiograph pixels (the mask = the region's pixels inside the box);
+    contrast = (I_bg - I) / I_bg from the mean residual over the region (voids < 0);
+    size = Feret diameter of the region (mm).
     """
     bh, bw = mask.shape
     delta = float(np.mean((fe.S - fe.B)[y0:y0 + bh, x0:x0 + bw][mask]))
     contrast = 1.0 - math.exp(delta)       # (I_bg - I) / I_bg with I = I_bg exp(delta)
     sx, sy = fe.scale_xy
     h, w = fe.full_shape
-    fx0, fy0 = int(math.floor(x0 * sx)), int(math.floor(y0 * sy))
-    fx1 = int(min(w, max(fx0 + 1, math.ceil((x0 + bw) * sx))))
-    fy1 = int(min(h, max(fy0 + 1, math.ceil((y0 + bh) * sy))))
-    if fe.factor > 1 or (fx1 - fx0, fy1 - fy0) != (bw, bh):
-        cols = np.clip(((np.arange(fx0, fx1) + 0.5) / sx).astype(int) - x0, 0, bw - 1)
-        rows = np.clip(((np.arange(fy0, fy1) + 0.5) / sy).astype(int) - y0, 0, bh - 1)
-        full_mask = mask[rows[:, None], cols[None, :]]
-    else:
-        full_mask = mask
+    fx0 = int(np.clip(math.floor(box[0] * sx + 0.5), 0, w - 1))
+    fy0 = int(np.clip(math.floor(box[1] * sy + 0.5), 0, h - 1))
+    fx1 = int(np.clip(math.floor(box[2] * sx + 0.5), fx0 + 1, w))
+    fy1 = int(np.clip(math.floor(box[3] * sy + 0.5), fy0 + 1, h))
+    # region pixels (working grid) sampled at the radiograph pixels of the box
+    cols = np.floor((np.arange(fx0, fx1) + 0.5) / sx).astype(int) - x0
+    rows = np.floor((np.arange(fy0, fy1) + 0.5) / sy).astype(int) - y0
+    inside_c = (cols >= 0) & (cols < bw)
+    inside_r = (rows >= 0) & (rows < bh)
+    full_mask = mask[np.clip(rows, 0, bh - 1)[:, None], np.clip(cols, 0, bw - 1)[None, :]] \
+        & inside_r[:, None] & inside_c[None, :]
+    if not full_mask.any():
+        full_mask[(fy1 - fy0) // 2, (fx1 - fx0) // 2] = True
     ys, xs = np.nonzero(mask)
     pts = np.column_stack([xs, ys]).astype(np.float32)
     if len(pts) > 2:

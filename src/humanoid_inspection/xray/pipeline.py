@@ -69,11 +69,17 @@ def get_detector(name_or_detector: Union[str, object] = 'default'):
 
 def image_quality_problem(image: np.ndarray) -> Optional[str]:
     """A reason why no verdict can be trusted on this image, or None."""
-    lo, hi = float(image.min()), float(image.max())
+    if image.dtype in (np.uint8, np.uint16) and image.ndim == 2:
+        import cv2
+        lo, hi = cv2.minMaxLoc(image)[:2]           # one pass, no float copy
+    else:
+        lo, hi = float(image.min()), float(image.max())
     if hi - lo <= 0:
         return f'REVIEW: radiograph is constant (all pixels {lo:g}): no exposure or no part?'
     if image.dtype in (np.uint8, np.uint16):
         full = np.iinfo(image.dtype).max
+        if hi < full:
+            return None
         share = float(np.count_nonzero(image >= full)) / image.size
         if share > SATURATED_SHARE_REVIEW:
             return (f'REVIEW: {share:.0%} of the pixels are saturated at {full}: '
@@ -94,7 +100,7 @@ def inspect_radiograph(image: np.ndarray, pixel_pitch_mm: float, magnification: 
         pixel_pitch_mm: detector pixel pitch (mm).
         magnification: geometric magnification (SDD / SOD).
         family: part family of the acceptance table ('housing', 'bracket', 'hub', 'generic').
-        detector: 'default' | 'classical' | 'cnn' or a detector object.
+        detector: 'default' | 'classical' | 'cnn' | 'unet' or a detector object.
         table: acceptance table (default config/acceptance_e505.yaml, loaded once).
         should_cancel: polled between stages (and inside the detector); when it returns True
             InspectionCancelled is raised.
@@ -122,7 +128,7 @@ def inspect_radiograph(image: np.ndarray, pixel_pitch_mm: float, magnification: 
             _TABLE.append(load_table())
         table = _TABLE[0]
     table.zones(family)                       # unknown family -> ValueError now
-    validate_radiograph(image)
+    validate_radiograph(image, copy=False)
     mm_per_px(pixel_pitch_mm, magnification)
     det = get_detector(detector)
     problem = image_quality_problem(np.asarray(image))

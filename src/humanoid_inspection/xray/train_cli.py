@@ -107,15 +107,15 @@ def simulate_training_set(n_images: int, seed_base: int, size_px: int,
     from tqdm import tqdm
 
     from humanoid_inspection.xray.candidates import (
-        FrontEndParams, compute_front_end, extract_patches, find_candidates)
+        PATCH_VERSION, FrontEndParams, compute_front_end, extract_patches, find_candidates)
     from humanoid_inspection.xray.detector import mm_per_px
     from humanoid_inspection.xray.metrics import VISIBLE_CONTRAST
     from humanoid_inspection.xray.phantoms import PART_FAMILIES, generate_part
     from humanoid_inspection.xray.simulator import XraySimConfig, simulate_radiograph
 
     params = params or FrontEndParams()
-    key = (f'{n_images}-{seed_base}-{size_px}-{defect_probability}-{VISIBLE_CONTRAST}-'
-           f'{negative_fraction}-{sorted(params.__dict__.items())}')
+    key = (f'v{PATCH_VERSION}-{n_images}-{seed_base}-{size_px}-{defect_probability}-'
+           f'{VISIBLE_CONTRAST}-{negative_fraction}-{sorted(params.__dict__.items())}')
     if cache is not None and Path(cache).is_file():
         data = np.load(cache)
         if str(data['key']) == key:
@@ -185,7 +185,12 @@ def train(args) -> dict:
     total = steps_per_epoch * args.epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=total,
                                                 pct_start=0.1)
-    weights = torch.tensor([1.0 / args.negatives] + [args.defect_weight] * (len(CLASSES) - 1))
+    # defect classes weighted by the inverse of their frequency (inclusions are the rarest
+    # candidates and, being dark like walls and ribs, were the ones the network gave up on)
+    counts = np.bincount(labels[used], minlength=len(CLASSES))[1:].astype(float)
+    balance = counts.sum() / len(counts) / np.maximum(counts, 1.0)
+    weights = torch.tensor([1.0 / args.negatives] + list(args.defect_weight * balance),
+                           dtype=torch.float32)
     ce = torch.nn.CrossEntropyLoss(weight=weights)
     model.train()
     losses = []
@@ -250,8 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--batch', type=int, default=256)
     ap.add_argument('--width', type=int, default=16, help='first convolution width')
     ap.add_argument('--lr', type=float, default=3e-3)
-    ap.add_argument('--defect-weight', type=float, default=2.0,
-                    help='cross-entropy weight of the defect classes')
+    ap.add_argument('--defect-weight', type=float, default=3.0,
+                    help='cross-entropy weight of the defect classes (x the inverse of each '
+                    "class' share of the defect candidates)")
     ap.add_argument('--box-weight', type=float, default=2.0, help='weight of the box loss')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--threads', type=int, default=1)
