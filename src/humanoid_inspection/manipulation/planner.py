@@ -36,6 +36,7 @@ from humanoid_inspection.manipulation.collision import CollisionChecker, Collisi
 from humanoid_inspection.manipulation.ik import IKSolver, IKStatus, check_target
 from humanoid_inspection.manipulation.robot_model import PlanningGroup, RobotModel
 from humanoid_inspection.manipulation.time_parameterization import (TimedTrajectory,
+                                                                    prepare,
                                                                     time_parameterize)
 
 
@@ -144,6 +145,8 @@ class MotionPlanner:
             ou.RNG.setSeed(int(seed) + 1)
             _OMPL_SEEDED = True
         self._ik = {}
+        for group in robot.groups.values():     # TOPP-RA constraints now, not at a first plan
+            prepare(group.max_velocity, group.max_acceleration)
         self.experience = max(0, int(experience))
         self.experience_tries = max(0, int(experience_tries))
         self._experience: Dict[str, List[np.ndarray]] = {}

@@ -230,13 +230,17 @@ def trapezoidal_trajectory(path: np.ndarray, joint_names: Sequence[str],
 
 
 def _toppra_setup():
-    """Import toppra once, quiet its logs, and memoise its solver probe.
+    """Import toppra, quiet its logs, and memoise its solver probe (once per process).
 
-    toppra's algorithm constructor calls ``available_solvers()`` on every instance, which runs
-    two ``importlib.util.find_spec`` look-ups (~0.6 ms per call); the answer cannot change
-    within a process.
+    Called at import of this module: importing toppra costs ~0.6 s of CPU (1.5 s of wall time
+    on the loaded machine), which the first plan of a node paid before. toppra's algorithm
+    constructor calls ``available_solvers()`` on every instance, which runs two
+    ``importlib.util.find_spec`` look-ups (~0.6 ms per call); the answer cannot change within
+    a process.
     """
     import toppra
+    import toppra.algorithm        # noqa: F401 (imported here, not at the first plan)
+    import toppra.constraint       # noqa: F401
     import toppra.solverwrapper as wrappers
     if not getattr(wrappers.available_solvers, '_memoised', False):
         probe = functools.lru_cache(maxsize=None)(wrappers.available_solvers)
@@ -245,6 +249,33 @@ def _toppra_setup():
     toppra.setup_logging('WARNING')
     logging.getLogger('toppra').setLevel(logging.WARNING)
     return toppra
+
+
+_TOPPRA = _toppra_setup()
+
+
+def _constraints(max_velocity: np.ndarray, max_acceleration: np.ndarray):
+    """TOPP-RA's joint velocity and acceleration constraints (cached per limits).
+
+    Building them formats their arrays into log strings (~25 ms), so they are made once per
+    set of limits; :func:`prepare` makes them ahead of the first plan.
+    """
+    key = (tuple(np.asarray(max_velocity, dtype=float)),
+           tuple(np.asarray(max_acceleration, dtype=float)))
+    constraints = _CONSTRAINTS.get(key)
+    if constraints is None:
+        constraint = _TOPPRA.constraint
+        vmax = np.asarray(max_velocity, dtype=float)
+        amax = np.asarray(max_acceleration, dtype=float)
+        constraints = _CONSTRAINTS[key] = (
+            constraint.JointVelocityConstraint(np.vstack([-vmax, vmax]).T),
+            constraint.JointAccelerationConstraint(np.vstack([-amax, amax]).T))
+    return constraints
+
+
+def prepare(max_velocity: np.ndarray, max_acceleration: np.ndarray) -> None:
+    """Build the TOPP-RA constraints of a set of limits now (not at the first plan)."""
+    _constraints(max_velocity, max_acceleration)
 
 
 class _ConstAccelTrajectory:
@@ -281,22 +312,13 @@ class _ConstAccelTrajectory:
 
 
 def _toppra_trajectory(path, max_velocity, max_acceleration, grid_points):
-    toppra = _toppra_setup()
-    import toppra.algorithm as algo
-    import toppra.constraint as constraint
     from toppra.algorithm.algorithm import ParameterizationReturnCode
     ss = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))])
-    spline = toppra.SplineInterpolator(ss, path, bc_type='not-a-knot')
-    key = (tuple(max_velocity), tuple(max_acceleration))
-    constraints = _CONSTRAINTS.get(key)
-    if constraints is None:    # building them formats their arrays into log strings: cache
-        constraints = _CONSTRAINTS[key] = (
-            constraint.JointVelocityConstraint(np.vstack([-max_velocity, max_velocity]).T),
-            constraint.JointAccelerationConstraint(
-                np.vstack([-max_acceleration, max_acceleration]).T))
-    pc_v, pc_a = constraints
+    spline = _TOPPRA.SplineInterpolator(ss, path, bc_type='not-a-knot')
+    pc_v, pc_a = _constraints(max_velocity, max_acceleration)
     grid = np.linspace(0.0, ss[-1], max(grid_points, 2))
-    inst = algo.TOPPRA([pc_v, pc_a], spline, gridpoints=grid, solver_wrapper='seidel')
+    inst = _TOPPRA.algorithm.TOPPRA([pc_v, pc_a], spline, gridpoints=grid,
+                                    solver_wrapper='seidel')
     inst.compute_parameterization(0.0, 0.0)
     data = inst.problem_data
     if data.return_code != ParameterizationReturnCode.Ok or data.sd_vec is None:
