@@ -81,7 +81,7 @@ def bench_ik(robot: RobotModel, n_targets: int, seed: int) -> dict:
     q0 = robot.reference_configuration()
     groups = sorted(robot.groups)
     out = {'targets': n_targets, 'seed_configuration': 'standing pose', 'groups': groups}
-    rows = {'lm_restarts': ([], []), 'dls_baseline': ([], [])}
+    rows = {'lm_restarts': ([], [], []), 'dls_baseline': ([], [], [])}
     per_group = {g: {'lm_ok': 0, 'dls_ok': 0, 'n': 0} for g in groups}
     solvers = {g: IKSolver(robot, g) for g in groups}
     for k in tqdm(range(n_targets), desc='IK targets', unit='target'):
@@ -89,17 +89,22 @@ def bench_ik(robot: RobotModel, n_targets: int, seed: int) -> dict:
         group = robot.group(name)
         q = robot.with_group(q0, group, rng.uniform(group.lower, group.upper))
         target = robot.frame_pose(q, group.tip_frame)
+        cpu = time.thread_time()
         res = solvers[name].solve(target, q0)
+        rows['lm_restarts'][2].append((time.thread_time() - cpu) * 1e3)
         rows['lm_restarts'][0].append(res.time_s * 1e3)
         rows['lm_restarts'][1].append(res.success)
+        cpu = time.thread_time()
         base = solve_dls_baseline(robot, group, target, q0)
+        rows['dls_baseline'][2].append((time.thread_time() - cpu) * 1e3)
         rows['dls_baseline'][0].append(base.time_s * 1e3)
         rows['dls_baseline'][1].append(base.success)
         per_group[name]['n'] += 1
         per_group[name]['lm_ok'] += int(res.success)
         per_group[name]['dls_ok'] += int(base.success)
-    for method, (times, ok) in rows.items():
-        out[method] = {'time_ms': stats(times), 'success_rate': float(np.mean(ok))}
+    for method, (times, ok, cpu_times) in rows.items():
+        out[method] = {'time_ms': stats(times), 'cpu_ms': stats(cpu_times),
+                       'success_rate': float(np.mean(ok))}
     out['per_group'] = per_group
     return out
 
@@ -204,6 +209,9 @@ def summarize(name: str, runs: list) -> dict:
     codes = Counter(p.error_code.name for p, _ in runs)
     return {'name': name, 'queries': len(runs),
             'planning_time_ms': stats([ms for _, ms in runs]),
+            # CPU time of the planning thread: what the plan costs on a free core (the wall
+            # time above grows with the machine's load, this much less)
+            'planning_cpu_ms': stats([getattr(p, 'cpu_ms', np.nan) for p, _ in runs]),
             'success_rate': codes.get('SUCCESS', 0) / max(1, len(runs)),
             'trajectory_duration_s': stats([p.duration for p, _ in runs if p.success]),
             'error_codes': dict(codes),
@@ -234,7 +242,9 @@ def bench_planning(cell, queries, n_baseline: int, baseline_rev: str) -> dict:
         for key, (_, planner, count) in variants.items():
             if k < count:
                 cand = planner.impl.GraspCandidate(grasp, 0.05)
+                cpu = time.thread_time()
                 plan = planner.plan(planner.ready, [cand], place)
+                plan.cpu_ms = (time.thread_time() - cpu) * 1e3
                 runs[key].append((plan, plan.planning_time_s * 1e3))
     out = {key: summarize(title, runs[key]) for key, (title, _, _) in variants.items()}
     out['planner_on_baseline_queries'] = summarize('planner, first queries only',
@@ -281,14 +291,16 @@ def main(argv=None) -> int:
     for method in ('lm_restarts', 'dls_baseline'):
         r = ik[method]
         print(f"  {method:13s} median {r['time_ms']['median']:.3f} ms  p95 "
-              f"{r['time_ms']['p95']:.3f} ms  success {100 * r['success_rate']:.1f} %")
+              f"{r['time_ms']['p95']:.3f} ms (CPU {r['cpu_ms']['median']:.3f} / "
+              f"{r['cpu_ms']['p95']:.3f} ms)  success {100 * r['success_rate']:.1f} %")
     for key, r in result['planning'].items():
         if not r['queries']:
             continue
         d = r['trajectory_duration_s']
         print(f"pick/place {key} ({r['queries']} queries): "
               f"median {r['planning_time_ms']['median']:.0f} ms  p95 "
-              f"{r['planning_time_ms']['p95']:.0f} ms  success "
+              f"{r['planning_time_ms']['p95']:.0f} ms (CPU {r['planning_cpu_ms']['median']:.0f} / "
+              f"{r['planning_cpu_ms']['p95']:.0f} ms)  success "
               f"{100 * r['success_rate']:.0f} %  trajectory median "
               f"{d['median'] if d['median'] is None else round(d['median'], 2)} s  "
               f"codes {r['error_codes']}")
