@@ -1,5 +1,9 @@
 """Table -> X-ray fixture picks in the MuJoCo sim core with the real libraries, no ROS.
 
+Baseline in the same run, per part: the same pick with the settings before the seed-7 fixes
+(manipulation open_margin_m 0.02 on top of the candidate opening, wall-grasp landing zones
+from the run's edge, the grasp point rather than the part centre on the seat).
+
 What the demo does for one part, scripted (seconds per part instead of minutes per demo):
 the cell of `--seed` (mujoco_sim's plan_parts, defect fraction 0.5 like the demo) is built and
 settled, the head camera renders, the classical backend detects (config/perception.yaml
@@ -37,6 +41,18 @@ def _params(name: str) -> dict:
     return yaml.safe_load((ROOT / 'config' / f'{name}.yaml').read_text())[name]['ros__parameters']
 
 
+def _before_fixes_grasp_config():
+    from humanoid_inspection.affordance.grasp import GraspConfig
+
+    class BeforeFixes(GraspConfig):
+        """The wall-grasp landing zones from the run's edge (pad_gap_m 0), as before."""
+
+        def wall_params(self):
+            import dataclasses
+            return dataclasses.replace(super().wall_params(), pad_gap_m=0.0)
+    return BeforeFixes
+
+
 def held_threshold(expected: float, fixed: float, tolerance: float) -> float:
     """The manipulation node's 'part held' finger threshold (nodes/manipulation_node.py)."""
     return max(min(fixed, expected - tolerance), 0.0005)
@@ -45,7 +61,8 @@ def held_threshold(expected: float, fixed: float, tolerance: float) -> float:
 class Cell:
     """The sim + the libraries the nodes use, wired like the nodes (config files)."""
 
-    def __init__(self, seed: int, parts: int, defect_fraction: float = 0.5):
+    def __init__(self, seed: int, parts: int, defect_fraction: float = 0.5,
+                 baseline: bool = False):
         from humanoid_inspection import robot_description as rd
         from humanoid_inspection.affordance.grasp import GraspConfig
         from humanoid_inspection.cell.places import targets_from_cell
@@ -73,7 +90,8 @@ class Cell:
             min_plane_fraction=pp['classical']['min_plane_fraction']))
         ap = _params('affordance')
         g = self.cell.gripper
-        self.grasp_cfg = GraspConfig(
+        self.baseline = baseline
+        self.grasp_cfg = (_before_fixes_grasp_config() if baseline else GraspConfig)(
             max_opening_m=ap['max_opening_m'] or g.max_opening_m,
             finger_length_m=ap['finger_length_m'] or g.finger_length_m,
             opening_margin_m=ap['opening_margin_m'], default_opening_m=ap['default_opening_m'],
@@ -89,7 +107,7 @@ class Cell:
         config = PickPlaceConfig(
             pre_grasp_distance_m=mp['pre_grasp_distance_m'], lift_height_m=mp['lift_height_m'],
             place_approach_height_m=mp['place_approach_height_m'],
-            retreat_distance_m=mp['retreat_distance_m'], open_margin_m=mp['open_margin_m'],
+            retreat_distance_m=mp['retreat_distance_m'], open_margin_m=0.02 if baseline else mp['open_margin_m'],
             max_opening_m=g.max_opening_m, part_depth_m=mp['part_depth_m'],
             part_height_m=mp['part_height_m'], use_waist=mp['use_waist'],
             joint_plan_timeout_s=mp['joint_plan_timeout_s'],
@@ -190,7 +208,7 @@ class Cell:
         return out
 
 
-def try_part(seed, parts, index, max_attempts=3, verbose=True, pose=None):
+def try_part(seed, parts, index, max_attempts=3, verbose=True, pose=None, baseline=False):
     """Fresh cell; pick part `index` (detection nearest to it) into the fixture.
 
     pose: optional (x, y, yaw) world pose the part is moved to first (a part pushed aside).
@@ -198,7 +216,7 @@ def try_part(seed, parts, index, max_attempts=3, verbose=True, pose=None):
     from humanoid_inspection.affordance.grasp import grasps_for_detection, to_frame
     from humanoid_inspection.cell.cycle import Grasp
     from humanoid_inspection.manipulation.pick_place import GraspCandidate
-    cell = Cell(seed, parts)
+    cell = Cell(seed, parts, baseline=baseline)
     part = cell.sim.scene.parts[index]
     if pose is not None:
         cell.sim.set_part_pose(part.part_id, (pose[0], pose[1], cell.cell.table.top_z + 0.0005),
@@ -244,7 +262,8 @@ def try_part(seed, parts, index, max_attempts=3, verbose=True, pose=None):
         offset = np.asarray(g0.position[:2]) - centre
         grasp = Grasp(0, g0.score, g0.opening_m, tuple(g0.position),
                       tuple(_quat(g0.rotation)),
-                      offset_xy=tuple(offset) if np.hypot(*offset) <= 0.08 else (0.0, 0.0))
+                      offset_xy=tuple(offset) if np.hypot(*offset) <= 0.08 and not baseline
+                      else (0.0, 0.0))
         pos, quat = cell.places.place_pose('fixture', grasp)
         place = np.eye(4)
         from scipy.spatial.transform import Rotation
@@ -301,15 +320,23 @@ def main(argv=None) -> int:
             continue
         print(f'part {p.index} {p.part_id} slot {p.slot}', flush=True)
         row = try_part(args.seed, args.parts, p.index)
+        row['baseline'] = try_part(args.seed, args.parts, p.index, verbose=False, baseline=True)
+        print(f"  baseline (before the fixes) -> {row['baseline']['result']}", flush=True)
         print(f"  -> {row['result']}  candidates "
               f"{[(c['kind'], round(c['opening_mm']), round(c['z_above_table_mm'])) for c in row.get('candidates', [])]}",
               flush=True)
         rows.append(row)
     ok = sum(r['result'] == 'in_fixture' for r in rows)
-    print(f'in the fixture: {ok}/{len(rows)}')
+    base = sum(r['baseline']['result'] == 'in_fixture' for r in rows)
+    print(f'in the fixture: {ok}/{len(rows)}   baseline (before the fixes): {base}/{len(rows)}')
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({'seed': args.seed, 'parts': rows}, indent=2, default=float))
+    out.write_text(json.dumps({'seed': args.seed, 'in_fixture': ok,
+                               'baseline_in_fixture': base, 'parts': rows,
+                               'command': 'python bench/bench_cell_pick.py ' +
+                               ' '.join(argv if argv is not None else sys.argv[1:])},
+                              indent=2, default=float))
+    print(f'saved {out}')
     return 0
 
 
