@@ -107,7 +107,8 @@ class Cell:
         config = PickPlaceConfig(
             pre_grasp_distance_m=mp['pre_grasp_distance_m'], lift_height_m=mp['lift_height_m'],
             place_approach_height_m=mp['place_approach_height_m'],
-            retreat_distance_m=mp['retreat_distance_m'], open_margin_m=0.02 if baseline else mp['open_margin_m'],
+            retreat_distance_m=mp['retreat_distance_m'],
+            open_margin_m=0.02 if baseline else mp['open_margin_m'],
             max_opening_m=g.max_opening_m, part_depth_m=mp['part_depth_m'],
             part_height_m=mp['part_height_m'], use_waist=mp['use_waist'],
             joint_plan_timeout_s=mp['joint_plan_timeout_s'],
@@ -322,9 +323,9 @@ def main(argv=None) -> int:
         row = try_part(args.seed, args.parts, p.index)
         row['baseline'] = try_part(args.seed, args.parts, p.index, verbose=False, baseline=True)
         print(f"  baseline (before the fixes) -> {row['baseline']['result']}", flush=True)
-        print(f"  -> {row['result']}  candidates "
-              f"{[(c['kind'], round(c['opening_mm']), round(c['z_above_table_mm'])) for c in row.get('candidates', [])]}",
-              flush=True)
+        cands = [(c['kind'], round(c['opening_mm']), round(c['z_above_table_mm']))
+                 for c in row.get('candidates', [])]
+        print(f"  -> {row['result']}  candidates (kind, opening mm, z mm) {cands}", flush=True)
         rows.append(row)
     ok = sum(r['result'] == 'in_fixture' for r in rows)
     base = sum(r['baseline']['result'] == 'in_fixture' for r in rows)

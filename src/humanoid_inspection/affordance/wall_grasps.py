@@ -16,9 +16,10 @@ on the object's height map (affordance/height_map.py):
    levels and lines of one direction are handled in one array pass.
 3. Landing zones: on both sides of the run, from `pad_gap_m` beside it to where the finger
    ends (half the opening margin + the finger thickness), everything must be lower than the
-   fingertips. (The gap between the run and the pad is not part of it: a curved rim bends
-   back into it beside a straight pad and is gripped there, not landed on.) Fingertip level = the higher landing
-   zone + `tip_clearance_m`; the run's top must stand at least `min_contact_m` above it.
+   fingertips. (The gap next to the run is not part of it: a curved rim bends back into it
+   beside a straight pad and is gripped there, not landed on.) Fingertip level = the higher
+   landing zone + `tip_clearance_m`; the run's top must stand at least `min_contact_m` above
+   it.
    Unknown cells (shadows) count as free; the observed fraction lowers the score instead.
 4. Kept: runs that fit the gripper (width + opening margin <= max opening) and are not a whole
    slice of the object (the object's own material continues beyond the run on at least one

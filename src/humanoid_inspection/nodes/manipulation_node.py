@@ -78,8 +78,8 @@ PARAMS = (
     Param('lift_height_m', 0.10, 'lift after grasping (m)', 0.0, 0.5),
     Param('place_approach_height_m', 0.10, 'descent onto the place pose (m)', 0.0, 0.5),
     Param('retreat_distance_m', 0.08, 'retreat after releasing (m)', 0.0, 0.5),
-    Param('open_margin_m', 0.0, 'gripper opened this much wider than the candidate opening (m)', 0.0,
-          0.2),
+    Param('open_margin_m', 0.0, 'gripper opened this much wider than the candidate opening '
+          '(m)', 0.0, 0.2),
     Param('part_depth_m', 0.04, 'carried-part box along the approach axis (m)', 0.001, 0.5),
     Param('part_height_m', 0.04, 'carried-part box along the tcp z axis (m)', 0.001, 0.5),
     Param('use_waist', 'auto', 'never | auto (arm, then arm + waist) | always'),
