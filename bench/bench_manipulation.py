@@ -36,6 +36,7 @@ import time
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Optional
 
 import numpy as np
 from tqdm import tqdm
@@ -186,17 +187,22 @@ def revision_implementation(rev: str) -> SimpleNamespace:
                            pick_place=mod['pick_place'])
 
 
-def make_planner(impl: SimpleNamespace, cell, simplify: str, coarse_factor: float,
-                 experience: bool = True):
-    """A PickPlacePlanner of an implementation for the cell with the given OMPL settings."""
+def make_planner(impl: SimpleNamespace, cell, simplify: Optional[str] = None,
+                 coarse_factor: Optional[float] = None, experience: bool = True):
+    """A PickPlacePlanner of an implementation for the cell.
+
+    simplify / coarse_factor: OMPL settings (None: the implementation's defaults).
+    """
     robot = impl.RobotModel.from_project()
     obstacles = impl.obstacles_from_cell(cell)
     checker = impl.CollisionChecker(robot, obstacles)
     planner = impl.PickPlacePlanner(robot, checker, obstacles,
                                     impl.PickPlaceConfig(max_opening_m=cell.gripper.max_opening_m),
                                     seed=0)
-    planner.planner.simplify = simplify
-    planner.planner.coarse_factor = coarse_factor
+    if simplify is not None:
+        planner.planner.simplify = simplify
+    if coarse_factor is not None:
+        planner.planner.coarse_factor = coarse_factor
     if not experience and hasattr(planner.planner, 'experience'):
         planner.planner.experience = 0
     planner.ready = ready_configuration(robot)
@@ -222,17 +228,17 @@ def bench_planning(cell, queries, n_baseline: int, baseline_rev: str) -> dict:
     """Plan every query with each variant, interleaved query by query (same load)."""
     current = current_implementation()
     variants = {
-        'planner': ('RRTConnect + vertex reduction, coarse-then-fine checks, path reuse',
-                    make_planner(current, cell, 'reduce', 2.0), len(queries)),
+        'planner': ('RRTConnect + vertex reduction + rope shortcut, coarse-then-fine checks, '
+                    'path reuse', make_planner(current, cell), len(queries)),
         'planner_no_experience': ('same without path reuse (first-of-its-kind queries)',
-                                  make_planner(current, cell, 'reduce', 2.0, False),
+                                  make_planner(current, cell, experience=False),
                                   len(queries)),
     }
     if baseline_rev:
         try:
             previous = revision_implementation(baseline_rev)
             variants['previous'] = (f'manipulation package of git {baseline_rev}',
-                                    make_planner(previous, cell, 'reduce', 2.0), len(queries))
+                                    make_planner(previous, cell), len(queries))
         except RuntimeError as exc:
             print(f'no previous-code baseline: {exc}', file=sys.stderr)
     variants['baseline'] = ('RRTConnect + OMPL full simplify, fine checks (MoveIt-like)',

@@ -242,6 +242,29 @@ def test_toppra_output_samples_are_inside_the_limits_on_smooth_paths():
     assert methods.count('toppra') > 70
 
 
+def test_a_rejected_spline_is_retried_through_the_resampled_polyline():
+    # An L-shaped path: the spline through its 3 waypoints overshoots the corner by 12 cm, into
+    # a 'wall' 2 cm beyond it; through the polyline resampled every 0.15 rad it stays within
+    # 1.3 cm and rounds the corner instead of stopping there.
+    path = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    lim = np.full(2, 3.0)
+    vmax, amax = np.ones(2), np.full(2, 2.0)
+    seen = []
+
+    def wall(q):
+        seen.append(float(q[:, 0].max()))
+        return q[:, 0].max() <= 1.02
+
+    traj = time_parameterize(path, ['a', 'b'], -lim, lim, vmax, amax, validate=wall)
+    assert traj.method == 'toppra' and len(seen) == 2 and seen[0] > 1.1
+    assert traj.positions[:, 0].max() <= 1.02
+    assert limit_violations(traj, -lim, lim, vmax, amax) == []
+    assert traj.duration < trapezoidal_trajectory(path, ['a', 'b'], vmax, amax).duration
+    stop_and_go = time_parameterize(path, ['a', 'b'], -lim, lim, vmax, amax, validate=wall,
+                                    resample_step=0.0)
+    assert stop_and_go.method == 'trapezoidal'
+
+
 def test_smooth_dense_paths_use_toppra_and_beat_stop_and_go():
     n = 6
     s = np.linspace(0, 1, 40)[:, None]

@@ -11,8 +11,11 @@ if one is over a limit. Positions are checked against the joint limits (a spline
 a waypoint that sits on a limit). TOPP-RA's constant-acceleration output is evaluated
 vectorised here (toppra's own evaluation loops in Python over the samples, 6 x per path).
 
-Fallback (TOPP-RA failure, position overshoot, or a rejected spline - see ``validate``): the
-polyline itself, stopping at every waypoint, each segment a synchronised time-optimal trapezoidal
+A rejected spline (position overshoot, or ``validate`` - the planner's collision check - said
+no) is tried once more through the polyline resampled every ``resample_step`` rad (the spline
+then stays near the checked straight segments and rounds the corners).
+
+Fallback (TOPP-RA failure, or the resampled spline rejected too): the polyline itself, stopping at every waypoint, each segment a synchronised time-optimal trapezoidal
 (or triangular) velocity profile. It follows exactly the collision-checked straight segments and
 stays inside the limits by construction.
 
@@ -48,6 +51,8 @@ class TimedTrajectory:
         times: (M,) time_from_start of each point (s), starting at 0.
         positions, velocities, accelerations: (M, n) arrays.
         method: 'toppra' or 'trapezoidal'.
+        resample_step: when the spline through the waypoints is rejected, TOPP-RA is tried
+            again on the polyline resampled every resample_step rad (0 = not).
         time_scale: uniform time stretch applied after TOPP-RA (1.0 = none).
     """
 
@@ -331,7 +336,7 @@ def time_parameterize(path: np.ndarray, joint_names: Sequence[str], lower: np.nd
                       max_acceleration: np.ndarray, sample_dt: float = 0.02,
                       check_dt: float = 0.004,
                       validate: Optional[Callable[[np.ndarray], bool]] = None,
-                      method: str = 'toppra') -> TimedTrajectory:
+                      method: str = 'toppra', resample_step: float = 0.15) -> TimedTrajectory:
     """Time a joint-space path so that it is inside every limit at every sample.
 
     Args:
@@ -344,6 +349,8 @@ def time_parameterize(path: np.ndarray, joint_names: Sequence[str], lower: np.nd
         validate: optional callback(positions (M, n)) -> bool run on the densely sampled
             TOPP-RA positions (e.g. a collision check); False selects the fallback.
         method: 'toppra' or 'trapezoidal'.
+        resample_step: when the spline through the waypoints is rejected, TOPP-RA is tried
+            again on the polyline resampled every resample_step rad (0 = not).
 
     Returns:
         TimedTrajectory starting and ending at rest.
@@ -377,16 +384,31 @@ def time_parameterize(path: np.ndarray, joint_names: Sequence[str], lower: np.nd
         # A straight rest-to-rest segment: the synchronised trapezoid is already the
         # time-optimal profile under velocity and acceleration limits.
         return trapezoidal_trajectory(path, joint_names, vmax, amax, sample_dt)
-    try:
-        traj = _toppra_sampled(path, joint_names, lower, upper, vmax, amax, sample_dt,
+    traj = _try_toppra(path, joint_names, lower, upper, vmax, amax, sample_dt, check_dt,
+                       validate)
+    if traj is None and resample_step > 0:
+        # The spline through the waypoints cut a corner into an obstacle (or overshot a
+        # limit): a spline through the polyline resampled every resample_step rad stays
+        # within a fraction of that step of the checked straight segments, rounding each
+        # corner instead of stopping there like the fallback.
+        dense = resample_polyline(path, resample_step)
+        if len(dense) > len(path):
+            traj = _try_toppra(dense, joint_names, lower, upper, vmax, amax, sample_dt,
                                check_dt, validate)
-    except Exception as exc:  # toppra raises assorted errors on degenerate paths
-        _LOG.debug('TOPP-RA failed (%s); using the trapezoidal fallback', exc)
-        traj = None
     # The fallback is only sampled when it is used; its duration is known in closed form.
     if traj is None or traj.duration >= trapezoidal_duration(path, vmax, amax):
         return trapezoidal_trajectory(path, joint_names, vmax, amax, sample_dt)
     return traj
+
+
+def _try_toppra(path, joint_names, lower, upper, vmax, amax, sample_dt, check_dt,
+                validate) -> Optional[TimedTrajectory]:
+    try:
+        return _toppra_sampled(path, joint_names, lower, upper, vmax, amax, sample_dt,
+                               check_dt, validate)
+    except Exception as exc:  # toppra raises assorted errors on degenerate paths
+        _LOG.debug('TOPP-RA failed (%s)', exc)
+        return None
 
 
 def _toppra_sampled(path, joint_names, lower, upper, vmax, amax, sample_dt, check_dt,
