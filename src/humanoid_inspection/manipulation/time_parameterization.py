@@ -15,8 +15,9 @@ A rejected spline (position overshoot, or ``validate`` - the planner's collision
 no) is tried once more through the polyline resampled every ``resample_step`` rad (the spline
 then stays near the checked straight segments and rounds the corners).
 
-Fallback (TOPP-RA failure, or the resampled spline rejected too): the polyline itself, stopping at every waypoint, each segment a synchronised time-optimal trapezoidal
-(or triangular) velocity profile. It follows exactly the collision-checked straight segments and
+Fallback (TOPP-RA failure, or the resampled spline rejected too): the polyline itself,
+stopping at every waypoint, each segment a synchronised time-optimal trapezoidal (or
+triangular) velocity profile. It follows exactly the collision-checked straight segments and
 stays inside the limits by construction.
 
 Output: :class:`TimedTrajectory` (the shape of trajectory_msgs/JointTrajectory: joint names and
