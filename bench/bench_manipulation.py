@@ -253,6 +253,16 @@ def bench_planning(cell, queries, n_baseline: int, baseline_rev: str) -> dict:
                 plan.cpu_ms = (time.thread_time() - cpu) * 1e3
                 runs[key].append((plan, plan.planning_time_s * 1e3))
     out = {key: summarize(title, runs[key]) for key, (title, _, _) in variants.items()}
+    # Trajectory durations compared on the same work: the queries every full-length variant
+    # planned, with the same planning group (the waist group's motions are slower).
+    full = [key for key, (_, _, count) in variants.items() if count == len(queries)]
+    same = [k for k in range(len(queries))
+            if all(runs[key][k][0].success for key in full)
+            and len({runs[key][k][0].group for key in full}) == 1]
+    out['paired_trajectory_duration_s'] = {
+        'queries': len(same),
+        'mean': {key: float(np.mean([runs[key][k][0].duration for k in same])) if same
+                 else None for key in full}}
     out['planner_on_baseline_queries'] = summarize('planner, first queries only',
                                                    runs['planner'][:n_baseline])
     cold = min(20, len(queries))
@@ -300,7 +310,7 @@ def main(argv=None) -> int:
               f"{r['time_ms']['p95']:.3f} ms (CPU {r['cpu_ms']['median']:.3f} / "
               f"{r['cpu_ms']['p95']:.3f} ms)  success {100 * r['success_rate']:.1f} %")
     for key, r in result['planning'].items():
-        if not r['queries']:
+        if key == 'paired_trajectory_duration_s' or not r['queries']:
             continue
         d = r['trajectory_duration_s']
         print(f"pick/place {key} ({r['queries']} queries): "
@@ -310,6 +320,11 @@ def main(argv=None) -> int:
               f"{100 * r['success_rate']:.0f} %  trajectory median "
               f"{d['median'] if d['median'] is None else round(d['median'], 2)} s  "
               f"codes {r['error_codes']}")
+    paired = result['planning']['paired_trajectory_duration_s']
+    print(f"trajectory duration, mean over the {paired['queries']} queries every variant "
+          f"planned with the same group: " + ', '.join(
+              f'{key} {value:.2f} s' for key, value in paired['mean'].items()
+              if value is not None))
     print(f'load average (1, 5, 15 min) before: {result["load_average_before"]}, before '
           f'planning: {result["load_average_before_planning"]}, after: '
           f'{result["load_average_after"]}')
