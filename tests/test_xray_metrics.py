@@ -110,3 +110,18 @@ def test_evaluate_reports_visible_only_figures(tmp_path):
     vis = result['visible_only']
     assert vis['n_gt'] + vis['n_invisible'] == n_gt
     assert vis['min_abs_contrast'] > 0 and 0.0 <= result['ap50'] <= 1.0
+
+
+def test_operating_point_at_a_false_alarm_budget():
+    from humanoid_inspection.xray.metrics import operating_point_at_false_alarms
+    # image a: TP 0.9, FP 0.8, TP 0.6; image b: FP 0.7, TP 0.3 -> at <= 0.5 FA/img the lowest
+    # admissible score is 0.8 (1 FA over 2 images): recall 1/3
+    a = rec([[0, 0, 10, 10], [50, 50, 60, 60], [20, 20, 30, 30]], [0.9, 0.8, 0.6],
+            [[0, 0, 10, 10], [20, 20, 30, 30]])
+    b = rec([[50, 50, 60, 60], [0, 0, 10, 10]], [0.7, 0.3], [[0, 0, 10, 10]])
+    op = operating_point_at_false_alarms([a, b], 0.5)
+    assert op['min_score'] == pytest.approx(0.8) and op['recall'] == pytest.approx(1 / 3)
+    op = operating_point_at_false_alarms([a, b], 1.0)
+    assert op['min_score'] == pytest.approx(0.3) and op['recall'] == pytest.approx(1.0)
+    none = operating_point_at_false_alarms([b], 0.0)
+    assert none['n_pred'] == 0 and none['recall'] == 0.0

@@ -258,3 +258,26 @@ def best_f1_score_threshold(records: Sequence[ImageRecord], threshold: float = 0
         if f1 > best_f1:
             best, best_f1 = float(s), f1
     return best
+
+
+def operating_point_at_false_alarms(records: Sequence[ImageRecord], max_fa_per_image: float,
+                                    threshold: float = 0.5, criterion: str = 'iou') -> dict:
+    """The operating point with the lowest score threshold whose false alarms per image stay
+    at or below max_fa_per_image (the issue's "recall at <= 0.2 false alarms per image").
+
+    Returns:
+        operating_point(...) at that score (its 'min_score' says which), or the one at a
+        score above every prediction (nothing reported) when no threshold qualifies.
+    """
+    scores = np.unique(np.concatenate([r.pred_scores for r in records] or [np.zeros(0)]))
+    best = operating_point(records, float('inf'), threshold, criterion)
+    # false alarms only grow as the threshold falls: bisect over the sorted scores
+    lo, hi = 0, len(scores) - 1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        op = operating_point(records, float(scores[mid]), threshold, criterion)
+        if op['false_alarms_per_image'] <= max_fa_per_image:
+            best, hi = op, mid - 1
+        else:
+            lo = mid + 1
+    return best
