@@ -104,3 +104,17 @@ def test_to_msg_times_round_up_to_the_next_second():
     stamps = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points]
     assert np.all(np.diff(stamps) > 0)
     assert (msg.points[2].time_from_start.sec, msg.points[2].time_from_start.nanosec) == (3, 0)
+
+
+def test_release_from_a_joint_pushed_past_its_limit(setup):
+    # the seed-7 demo: a carried part jammed a wrist joint 0.012 rad past its limit; the
+    # release must start from the nearest valid state instead of refusing ("start outside
+    # joint limits"). (The wrist roll at its limit puts this hand into its own wrist here.)
+    robot, cell, planner = setup
+    _, q_failed, side = _hand_on_table(robot, cell, planner)
+    j = robot.joint_index(f'{side}_wrist_pitch')
+    q_failed = q_failed.copy()
+    q_failed[j] = robot.lower[j] - 0.012
+    segments, q_after = plan_release(planner, q_failed, side, 0.08)
+    assert [s.name for s in segments] == ['open', 'retreat']
+    assert robot.lower[j] <= q_after[j] <= robot.upper[j]

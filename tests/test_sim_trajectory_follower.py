@@ -187,3 +187,15 @@ def test_a_hair_of_overshoot_between_points_is_accepted_and_clipped():
     assert r.accepted, r.reason
     peak = max(setpoint(f, t, 'a1')[0] for t in np.linspace(0.0, 2.0, 201))
     assert peak <= 2.0
+
+
+def test_a_point_a_hair_outside_the_limits_is_clipped_further_out_refused():
+    # a hold at the measured position of a joint that contact pushed 0.01 rad past its limit
+    # (1 % of the range is clipped: a1's range is 4 rad -> 0.04 rad)
+    f = make()
+    r = f.submit('arm', traj([(0.1, (2.01, 0.0))]), now=0.0,
+                 measured={'a1': 2.01, 'a2': 0.0, 'g': 0.02})
+    assert r.accepted, r.reason
+    assert setpoint(f, 1.0, 'a1')[0] == pytest.approx(2.0)
+    r = f.submit('arm', traj([(0.1, (2.1, 0.0))]), now=2.0, measured=MEASURED)
+    assert not r.accepted and 'outside its limits' in r.reason

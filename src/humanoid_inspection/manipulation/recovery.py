@@ -64,6 +64,8 @@ def plan_release(planner: PickPlacePlanner, q_start: np.ndarray, side: str,
         RecoveryError: no straight retreat line is collision-free.
     """
     robot = planner.robot
+    # a contact may have pushed a joint past its limit: start from the nearest valid state
+    q_start = np.clip(np.asarray(q_start, dtype=float), robot.lower, robot.upper)
     groups = [robot.groups[n] for n in (f'{side}_arm', f'{side}_arm_waist') if n in robot.groups]
     finger = planner.finger_joints(side)[0]
     j = robot.joint_index(finger)

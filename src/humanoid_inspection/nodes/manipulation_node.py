@@ -86,7 +86,7 @@ PARAMS = (
     Param('velocity_scale', 1.0, 'fraction of the joint velocity limits', 0.01, 1.0),
     Param('acceleration_scale', 1.0, 'fraction of the joint acceleration limits', 0.01, 1.0),
     Param('sample_dt_s', 0.02, 'trajectory point spacing (s)', 0.001, 1.0),
-    Param('start_tolerance_rad', 0.01, 'start-state limit violations clipped up to this',
+    Param('start_tolerance_rad', 0.05, 'start-state limit violations clipped up to this',
           0.0, 0.5),
     Param('goal_tolerance_rad', 0.03, 'arm/waist joints: reached within this (rad)', 0.001,
           1.0),

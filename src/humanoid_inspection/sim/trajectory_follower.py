@@ -41,6 +41,10 @@ POSITION_SLACK = 1e-4
 # Overshoot of the interpolated path between points accepted (and clipped), as a fraction of
 # the joint's range: 0.1 % of a 4 rad arm joint = 4 mrad, of a 5 cm finger travel = 0.05 mm.
 INTERPOLATION_SLACK = 1e-3
+# Points this far (fraction of the joint's range) outside the limits are clipped into them, not
+# refused: the manipulation node's hold at a measured position a contact had pushed 0.01 rad past
+# a wrist limit was refused and the arm could not be stopped or recovered.
+WAYPOINT_CLIP = 0.01
 # Samples per segment when checking the interpolated path against the limits.
 SAMPLES_PER_SEGMENT = 16
 
@@ -171,6 +175,7 @@ class TrajectoryFollower:
         self.upper = np.array([limits[j].upper for j in names], dtype=float)
         self.vmax = np.array([limits[j].velocity for j in names], dtype=float)
         span = np.where(np.isfinite(self.upper - self.lower), self.upper - self.lower, 0.0)
+        self.span = span
         self.path_slack = np.maximum(POSITION_SLACK, INTERPOLATION_SLACK * span)
         q0 = np.array([float(initial.get(j, 0.0)) for j in names], dtype=float)
         q0 = np.clip(q0, self.lower, self.upper)
@@ -342,8 +347,12 @@ class TrajectoryFollower:
                         f'exceeds its limit {self.vmax[gidx][k]:.3f}')
             else:
                 has_vel = False
-            low = q < self.lower[gidx] - POSITION_SLACK
-            high = q > self.upper[gidx] + POSITION_SLACK
+            # a point a hair outside (a hold at a measured position that contact pushed past
+            # the limit) is clipped; further out it is refused
+            clip = WAYPOINT_CLIP * self.span[gidx]
+            low = q < self.lower[gidx] - np.maximum(POSITION_SLACK, clip)
+            high = q > self.upper[gidx] + np.maximum(POSITION_SLACK, clip)
+            q = np.clip(q, self.lower[gidx], self.upper[gidx])
             if np.any(low | high):
                 k = int(np.argmax(low | high))
                 raise ValueError(
