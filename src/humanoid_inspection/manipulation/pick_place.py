@@ -110,6 +110,8 @@ class PickPlaceConfig:
     finger_position_per_opening: float = 0.5   # finger joint travel per metre of opening
     part_depth_m: float = 0.04            # carried-part box along the approach axis
     part_height_m: float = 0.04           # carried-part box along the tcp z axis
+    part_min_width_m: float = 0.0         # carried-part box along the closing axis: at least this
+                                          # (a part held by a wall reaches beyond the opening)
     use_waist: str = 'auto'               # 'never' | 'auto' (arm first, then arm+waist) | 'always'
     try_flipped_grasp: bool = True
     joint_plan_timeout_s: float = 0.5
@@ -563,7 +565,8 @@ class PickPlacePlanner:
         f_held = self.finger_position(opening, side)
         f_closed = self.closed_finger_position(side)
         f_start = float(q0[robot.joint_index(self.finger_joints(side)[0])])
-        part = AttachedObject('box', (cfg.part_depth_m, max(opening, 0.005), cfg.part_height_m))
+        part = AttachedObject('box', (cfg.part_depth_m, max(opening, 0.005, cfg.part_min_width_m),
+                                      cfg.part_height_m))
         allow_pick = self._allowed(side, grasp[:3, 3], False)
         allow_pick_part = self._allowed(side, grasp[:3, 3], True)
         allow_place_part = self._allowed(side, place[:3, 3], True)
