@@ -82,6 +82,8 @@ PARAMS = (
           '(m)', 0.0, 0.2),
     Param('part_depth_m', 0.04, 'carried-part box along the approach axis (m)', 0.001, 0.5),
     Param('part_height_m', 0.04, 'carried-part box along the tcp z axis (m)', 0.001, 0.5),
+    Param('part_min_width_m', 0.0, 'carried-part box along the closing axis: at least this (m; '
+          'a part held by a wall reaches well beyond the opening)', 0.0, 0.5),
     Param('use_waist', 'auto', 'never | auto (arm, then arm + waist) | always'),
     Param('velocity_scale', 1.0, 'fraction of the joint velocity limits', 0.01, 1.0),
     Param('acceleration_scale', 1.0, 'fraction of the joint acceleration limits', 0.01, 1.0),
@@ -177,6 +179,7 @@ class ManipulationNode(Node):
             open_margin_m=self.p['open_margin_m'],
             max_opening_m=cell.gripper.max_opening_m,
             part_depth_m=self.p['part_depth_m'], part_height_m=self.p['part_height_m'],
+            part_min_width_m=self.p['part_min_width_m'],
             use_waist=self.p['use_waist'],
             joint_plan_timeout_s=self.p['joint_plan_timeout_s'],
             total_timeout_s=self.p['total_planning_timeout_s'],
