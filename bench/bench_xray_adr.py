@@ -80,7 +80,9 @@ def main(argv=None) -> int:
                 'recall': op['recall'], 'recall_ge_1mm': op['recall_ge_1mm'],
                 'false_alarms_per_image': op['false_alarms_per_image'],
                 'recall_by_kind': op['recall_by_kind'], 'recall_by_size': op['recall_by_size'],
-                'part_level': q['part_level'], 'visible_only': q.get('visible_only'),
+                'part_level': q['part_level'],
+                'part_level_graded_truth': q.get('part_level_graded_truth'),
+                'visible_only': q.get('visible_only'),
                 'at_0.2_false_alarms_per_image': {
                     k: q['operating_point_fa_0.2'][k] for k in
                     ('min_score', 'recall', 'recall_ge_1mm', 'false_alarms_per_image')}}
@@ -89,6 +91,11 @@ def main(argv=None) -> int:
                   f'{op["false_alarms_per_image"]:.2f}  escape '
                   f'{q["part_level"]["escape_rate"]:.3f}  false-reject '
                   f'{q["part_level"]["false_reject_rate"]:.3f}', flush=True)
+            gt = q.get('part_level_graded_truth')
+            if gt:
+                print(f'  against the graded truth ({gt["n_defective_parts"]} parts to reject, '
+                      f'{gt["n_good_parts"]} acceptable): escape {gt["escape_rate"]:.3f}  '
+                      f'false-reject {gt["false_reject_rate"]:.3f}', flush=True)
             fa2 = q['operating_point_fa_0.2']
             print(f'  at <= 0.2 FA/img (score >= {fa2["min_score"]:.3f}): recall '
                   f'{fa2["recall"]:.3f}  recall>=1mm {fa2["recall_ge_1mm"]:.3f}  FA/img '

@@ -1,4 +1,4 @@
-"""The one-call pipeline and the `inspect` CLI on a temporary folder (incl. bad files)."""
+"""The one-call pipeline, the `inspect` CLI (temporary folder, bad files) and `xray-eval`."""
 
 import json
 
@@ -108,3 +108,16 @@ def test_inspect_cli_bad_arguments(tmp_path, capsys):
     assert 'no PNG/TIFF files' in capsys.readouterr().err
     assert cli.main(['inspect', str(tmp_path), '--family', 'engine']) == 2
     assert "unknown part family 'engine'" in capsys.readouterr().err
+
+
+def test_eval_command_reports_both_part_level_rates(tmp_path, capsys):
+    out = tmp_path / 'eval'
+    assert cli.main(['xray-eval', '--images', '2', '--size', '1024', '--detectors', 'cnn',
+                     '--out', str(out), '--quiet']) == 0
+    (result,) = json.loads((out / 'metrics.json').read_text())['results']
+    assert result['detector'] == 'cnn' and 0.0 <= result['ap50'] <= 1.0
+    graded = result['part_level_graded_truth']
+    assert graded['n_defective_parts'] + graded['n_good_parts'] == 2
+    fa = result['operating_point_fa_0.2']
+    assert fa['false_alarms_per_image'] <= 0.2
+    assert (out / 'report.html').is_file()

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from humanoid_inspection.xray.candidates import (
-    FrontEnd, FrontEndParams, compute_front_end, find_candidates, flood_region)
+    FrontEnd, FrontEndParams, compute_front_end, cv_threads, find_candidates, flood_region)
 from humanoid_inspection.xray.detector import (
     CancelCheck, DetectedDefect, check_cancel, mm_per_px, sort_by_confidence,
     validate_radiograph)
@@ -114,6 +114,10 @@ class ClassicalDetector:
         Raises:
             ValueError: bad image or geometry. InspectionCancelled: cancelled.
         """
+        with cv_threads():
+            return self._detect(image, pixel_pitch_mm, magnification, should_cancel)
+
+    def _detect(self, image, pixel_pitch_mm, magnification, should_cancel):
         p = self.params
         img = validate_radiograph(image, copy=False)
         mmpp = mm_per_px(pixel_pitch_mm, magnification)

@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from humanoid_inspection.xray.candidates import (
-    PATCH_CHANNELS, PATCH_PX, FrontEnd, FrontEndParams, compute_front_end, extract_patches,
-    find_candidates, flood_region)
+    PATCH_CHANNELS, PATCH_PX, FrontEnd, FrontEndParams, compute_front_end, cv_threads,
+    extract_patches, find_candidates, flood_region)
 from humanoid_inspection.xray.detector import (
     DEFECT_KINDS, CancelCheck, DetectedDefect, check_cancel, mm_per_px, sort_by_confidence,
     validate_radiograph)
@@ -211,6 +211,10 @@ class CnnDetector:
         Raises:
             ValueError: bad image or geometry. InspectionCancelled: cancelled.
         """
+        with cv_threads():
+            return self._detect(image, pixel_pitch_mm, magnification, should_cancel)
+
+    def _detect(self, image, pixel_pitch_mm, magnification, should_cancel):
         img = validate_radiograph(image, copy=False)
         mmpp = mm_per_px(pixel_pitch_mm, magnification)
         fe = compute_front_end(img, mmpp, self.params, should_cancel)

@@ -4,7 +4,8 @@ Two kinds of data:
 - synthetic (default): a held-out set simulated from part seeds [seed_base, seed_base + n)
   (seed_base 100000: never used by xray-train), families in turn. Box AP50 / AP50:95, recall by
   kind and size bin, false alarms per image at --min-score, and part-level escape and
-  false-reject rates from the graded verdicts.
+  false-reject rates from the graded verdicts (against 'has a defect' and against the verdict
+  of the true defects graded with the acceptance table).
 - gdxray: real radiographs in GDXray "Castings" layout with an annotations CSV
   (series,image,x1,y1,x2,y2): class-agnostic AP and recall at IoU 0.5, IoU 0.25 and the
   centre-in-box criterion (the real boxes are loose). --series selects series (split by
@@ -27,6 +28,19 @@ import numpy as np
 HELD_OUT_SEED_BASE = 100000
 
 
+def graded_truth_verdict(rad, family: str) -> str:
+    """The verdict of a perfect detector: the radiograph's true defects (confidence 1, true
+    kind, box, mask, 3-D size, projected area) graded with the acceptance table."""
+    from humanoid_inspection.xray.detector import DetectedDefect
+    from humanoid_inspection.xray.grading import grade
+    defects = [DetectedDefect(kind=t.kind, confidence=1.0,
+                              box_xyxy=tuple(int(v) for v in t.box_xyxy),
+                              mask=np.asarray(t.mask, bool), size_mm=float(t.size_mm),
+                              area_mm2=float(t.area_mm2), contrast=float(t.contrast))
+               for t in rad.truth]
+    return grade(defects, family, rad.image.shape[:2]).verdict
+
+
 def synthetic_items(n: int, seed_base: int, size_px: int):
     """Yield dicts (name, image, pitch, mag, family, gt boxes/kinds/sizes) from the simulator."""
     from humanoid_inspection.xray.phantoms import PART_FAMILIES, generate_part
@@ -41,7 +55,8 @@ def synthetic_items(n: int, seed_base: int, size_px: int):
                'gt_boxes': [t.box_xyxy for t in rad.truth],
                'gt_kinds': [t.kind for t in rad.truth],
                'gt_sizes': [float(t.size_mm) for t in rad.truth],
-               'gt_contrasts': [float(t.contrast) for t in rad.truth]}
+               'gt_contrasts': [float(t.contrast) for t in rad.truth],
+               'expected_verdict': graded_truth_verdict(rad, family)}
 
 
 def gdxray_items(root: Path, csv_path: Path, series=None, pitch=0.2, mag=1.0):
@@ -95,6 +110,7 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
     from humanoid_inspection.xray.pipeline import inspect_radiograph
 
     records, visible_records, times, truth_def, verdicts = [], [], [], [], []
+    truth_reject = []
     misses, false_alarms, images = [], [], {}
     for item in tqdm(items, desc=detector_name, disable=not progress, file=sys.stdout):
         t = time.perf_counter()
@@ -114,6 +130,7 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
                 [item['gt_kinds'][j] for j in keep], [item['gt_sizes'][j] for j in keep],
                 rec.pred_kinds, item['name']))
         truth_def.append(len(item['gt_boxes']) > 0)
+        truth_reject.append(item.get('expected_verdict') == 'REJECT')
         verdicts.append(outcome.verdict)
         order, tp, gt_matched = M.match_image(rec, 0.5, 'iou', min_score)
         for k, i in enumerate(order):
@@ -152,7 +169,13 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
             'recall': op['recall'], 'recall_ge_1mm': op['recall_ge_1mm'],
             'false_alarms_per_image': op['false_alarms_per_image']}
     if grade_parts:
+        # 'defective' = any true defect, even one the acceptance table accepts
         result['part_level'] = M.part_level_rates(truth_def, verdicts)
+        if all('expected_verdict' in item for item in items):
+            # 'defective' = the true defects graded with the table give REJECT (a perfect
+            # detector's verdict): an escape is then a part that must be rejected and was
+            # accepted, a false reject an acceptable part that was rejected
+            result['part_level_graded_truth'] = M.part_level_rates(truth_reject, verdicts)
     crops = out_dir / 'crops'
     crops.mkdir(parents=True, exist_ok=True)
     result['worst_misses'], result['worst_false_alarms'] = [], []
