@@ -43,6 +43,8 @@ from humanoid_inspection.manipulation.time_parameterization import (TimedTraject
 _OMPL_SEEDED = False
 # OMPL's budget is CPU time; its wall time is capped at this multiple of the budget.
 OMPL_WALL_CAP = 3.0
+# Rope-shortened (taut) paths are checked every resolution / TAUT_CHECK_DIVISOR rad.
+TAUT_CHECK_DIVISOR = 3.0
 
 
 def _coarse_first_order(steps: int) -> List[int]:
@@ -187,9 +189,10 @@ class MotionPlanner:
         return None
 
     def motion_valid(self, ctx: CollisionContext, q_full: np.ndarray, group: PlanningGroup,
-                     qa: np.ndarray, qb: np.ndarray) -> bool:
-        """True if the straight joint motion qa -> qb is collision-free at resolution."""
-        steps = int(np.ceil(np.abs(qb - qa).max() / self.resolution))
+                     qa: np.ndarray, qb: np.ndarray, step: Optional[float] = None) -> bool:
+        """True if the straight joint motion qa -> qb is collision-free every step rad
+        (default: resolution)."""
+        steps = int(np.ceil(np.abs(qb - qa).max() / (step or self.resolution)))
         q = np.array(q_full, dtype=float)
         # Every 4th state first, then the states between: a blocked motion is usually found
         # after a quarter of the checks (the answer is the same).
@@ -200,9 +203,9 @@ class MotionPlanner:
         return True
 
     def path_valid(self, ctx: CollisionContext, q_full: np.ndarray, group: PlanningGroup,
-                   path: np.ndarray) -> bool:
-        """True if every segment of a path is collision-free."""
-        return all(self.motion_valid(ctx, q_full, group, a, b)
+                   path: np.ndarray, step: Optional[float] = None) -> bool:
+        """True if every segment of a path is collision-free (checked every step rad)."""
+        return all(self.motion_valid(ctx, q_full, group, a, b, step)
                    for a, b in zip(path[:-1], path[1:]))
 
     # ------------------------------------------------------------------ joint-space planning
@@ -246,30 +249,54 @@ class MotionPlanner:
         # Explore at a coarse motion resolution (fewer checks), then validate the final path
         # at the fine one; a path that fails it is planned again at the fine resolution.
         cpu0 = time.thread_time()
-        path = self._ompl(group, ctx, q_start_full, qa, q_goal, timeout_s,
-                          self.resolution * self.coarse_factor)
-        if path is not None and self.coarse_factor > 1 and not self.path_valid(
-                ctx, q_start_full, group, path):
+        found = self._ompl(group, ctx, q_start_full, qa, q_goal, timeout_s,
+                           self.resolution * self.coarse_factor)
+        path, step = self._accept(ctx, q_start_full, group, found)
+        if found is not None and path is None:
             remaining = max(0.01, timeout_s - (time.thread_time() - cpu0))
-            path = self._ompl(group, ctx, q_start_full, qa, q_goal, remaining, self.resolution)
+            path, step = self._accept(ctx, q_start_full, group, self._ompl(
+                group, ctx, q_start_full, qa, q_goal, remaining, self.resolution))
         elapsed = time.perf_counter() - t0
         if path is None:
             return PathResult(PlanStatus.PLANNING_FAILED, None,
                               f'{self.planner_name} found no path in {timeout_s:.2f} s (CPU)',
                               elapsed, 0.0, self.planner_name)
-        self._remember(group, path)
+        self._remember(group, path, step=step)
         return PathResult(PlanStatus.SUCCESS, path, f'{self.planner_name}, {len(path)} waypoints',
                           elapsed, 1.0, self.planner_name)
 
+    def _accept(self, ctx: CollisionContext, q_full: np.ndarray, group: PlanningGroup,
+                found: Optional[Tuple[np.ndarray, np.ndarray]]):
+        """(path, check step) of OMPL's result that passes the final check, or (None, None).
+
+        A rope-shortened path lies taut along the obstacles, where states between checks
+        every resolution rad can reach into the padding (and, on 1 of 89 bench joint
+        queries, into an obstacle): it is checked every resolution / TAUT_CHECK_DIVISOR
+        rad; if it fails, the vertex-reduced path before the rope is checked every
+        resolution rad.
+        """
+        if found is None:
+            return None, None
+        taut, reduced = found
+        fine = self.resolution / TAUT_CHECK_DIVISOR
+        if taut is not reduced and self.path_valid(ctx, q_full, group, taut, fine):
+            return taut, fine
+        if self.path_valid(ctx, q_full, group, reduced):
+            return reduced, self.resolution
+        return None, None
+
     # ------------------------------------------------------------------ experience
-    def _remember(self, group: PlanningGroup, path: np.ndarray, index: Optional[int] = None):
-        """Store a path with interior waypoints (most recent first; index: move it up)."""
+    def _remember(self, group: PlanningGroup, path: np.ndarray, index: Optional[int] = None,
+                  step: Optional[float] = None):
+        """Store a path with interior waypoints and the step (rad) its interior must be checked
+        at (most recent first; index: move that stored path up instead)."""
         if not self.experience or len(path) < 3:
             return
         paths = self._experience.setdefault(group.name, [])
         if index is not None:
-            paths.pop(index)
-        paths.insert(0, np.array(path, dtype=float))
+            paths.insert(0, paths.pop(index))
+        else:
+            paths.insert(0, (np.array(path, dtype=float), step or self.resolution))
         del paths[self.experience:]
 
     def forget_experience(self) -> None:
@@ -288,16 +315,16 @@ class MotionPlanner:
         paths = self._experience.get(group.name)
         if not paths or not self.experience_tries:
             return None
-        candidates = [np.vstack([qa, p[1:-1], qb]) for p in paths]
+        candidates = [np.vstack([qa, p[1:-1], qb]) for p, _ in paths]
         cost = [float((np.abs(np.diff(c, axis=0)) / group.max_velocity).max(axis=1).sum())
                 for c in candidates]
         for k in np.argsort(cost, kind='stable')[:self.experience_tries]:
             path = candidates[k]
             if not (self.motion_valid(ctx, q_full, group, path[0], path[1])
                     and self.motion_valid(ctx, q_full, group, path[-2], path[-1])
-                    and self.path_valid(ctx, q_full, group, path[1:-1])):
+                    and self.path_valid(ctx, q_full, group, path[1:-1], paths[k][1])):
                 continue
-            self._remember(group, paths[k], int(k))
+            self._remember(group, path, int(k))
             return self._shortcut(ctx, q_full, group, path)
         return None
 
@@ -355,20 +382,6 @@ class MotionPlanner:
         return np.array([[path.getState(k)[i] for i in range(n)]
                          for k in range(path.getStateCount())])
 
-    def _simplify_path(self, simplifier, path) -> None:
-        """OMPL simplification of a PathGeometric in place (see the simplify argument)."""
-        # OMPL's full simplify() (shortcut + B-spline rounds) costs 2-4x the planning time in
-        # collision checks. Vertex reduction then rope shortcutting (Hauser's rope: the path
-        # pulled taut between its vertices) gets paths as fast to execute as simplify()'s
-        # for ~1/2 of its checks (bench joint queries: 3.7 s vs 3.8 s of motion, 3400 vs 7000
-        # checks; vertex reduction alone: 5.0 s, 3000 checks).
-        if self.simplify == 'full':
-            simplifier.simplify(path, self.simplify_time_s, True)
-        elif self.simplify in ('reduce', 'rope'):
-            simplifier.reduceVertices(path)
-            if self.simplify == 'rope':
-                simplifier.ropeShortcutPath(path)
-
     def _ompl(self, group, ctx, q_full, qa, qb, timeout_s, resolution) -> Optional[np.ndarray]:
         from ompl import base as ob
         from ompl import geometric as og
@@ -385,10 +398,28 @@ class MotionPlanner:
         if not solved or str(solved) != 'Exact solution':
             return None
         sol = ss.getSolutionPath()
-        self._simplify_path(og.PathSimplifier(si), sol)
+        simplifier = og.PathSimplifier(si)
+        # OMPL's full simplify() (shortcut + B-spline rounds) costs 2-4x the planning time in
+        # collision checks. Vertex reduction then rope shortcutting (Hauser's rope: the path
+        # pulled taut between its vertices) gets paths as fast to execute as simplify()'s
+        # for ~1/2 of its checks (bench joint queries: 3.7 s vs 3.8 s of motion, 3400 vs 7000
+        # checks; vertex reduction alone: 5.0 s, 3000 checks). Returned: (path, the
+        # vertex-reduced path) - see _accept.
+        if self.simplify in ('reduce', 'rope'):
+            simplifier.reduceVertices(sol)
+            reduced = self._to_array(sol, group.dof)
+            if self.simplify == 'rope':
+                simplifier.ropeShortcutPath(sol)
+        elif self.simplify == 'full':
+            simplifier.simplify(sol, self.simplify_time_s, True)
         path = self._to_array(sol, group.dof)
-        path[0], path[-1] = qa, qb
-        return path
+        if self.simplify not in ('reduce', 'rope'):
+            reduced = path
+        elif self.simplify == 'reduce':
+            path = reduced
+        for p in (path, reduced):
+            p[0], p[-1] = qa, qb
+        return path, reduced
 
     # ------------------------------------------------------------------ pose goals
     def solve_ik(self, group: PlanningGroup, q_seed_full: np.ndarray, target: np.ndarray,
