@@ -2,6 +2,7 @@
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -138,3 +139,11 @@ def test_train_cli_refuses_bad_arguments(capsys):
     assert '--epochs must be positive' in capsys.readouterr().err
     assert cli.main(['xray-train', '--negatives', '1.5']) == 2
     assert '--negatives' in capsys.readouterr().err
+
+
+def test_detection_leaves_the_thread_settings_as_they_were():
+    image, _ = make_test_radiograph((128, 128), seed=33, voids=[(60, 60, 6)])
+    cv_before, torch_before = cv2.getNumThreads(), torch.get_num_threads()
+    CnnDetector().detect(image, 0.1, 1.0)
+    make_detector('classical').detect(image, 0.1, 1.0)
+    assert (cv2.getNumThreads(), torch.get_num_threads()) == (cv_before, torch_before)
