@@ -321,6 +321,7 @@ class AffordanceNode(Node):
             with self._lock:
                 pair = self._latest if not stamp_ns else self._pairs.get(stamp_ns)
                 held = list(self._pairs)
+                newest_depth = self._depths[-1][0] if self._depths else None
                 if pair is None and stamp_ns:
                     pair = self._later_depth_pair(stamp_ns)
             if pair is not None:
@@ -329,8 +330,9 @@ class AffordanceNode(Node):
                 if not stamp_ns:
                     return None, 'no detections with matching depth received yet'
                 have = (f'{held[0] * 1e-9:.3f}..{held[-1] * 1e-9:.3f} s' if held else 'none')
+                depth = f'{newest_depth * 1e-9:.3f} s' if newest_depth is not None else 'none'
                 return None, (f'the detections of stamp {stamp_ns * 1e-9:.3f} s have no depth '
-                              f'pair (pairs held: {have})')
+                              f'pair (pairs held: {have}; newest depth frame: {depth})')
             time.sleep(0.02)
 
     def _later_depth_pair(self, stamp_ns: int):

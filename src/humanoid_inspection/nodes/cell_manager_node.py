@@ -68,7 +68,7 @@ PARAMS = (
     Param('server_wait_s', 10.0, 'wait for a service/action server to appear (s)', 0.1, 300.0),
     Param('perception_timeout_s', 20.0, 'wait for fresh detections (s)', 0.5, 600.0),
     Param('affordance_timeout_s', 20.0, 'affordance/predict timeout (s)', 0.5, 600.0),
-    Param('affordance_retry_s', 10.0, 'take newer detections while affordance/predict has '
+    Param('affordance_retry_s', 30.0, 'take newer detections while affordance/predict has '
           'no depth frame for them (s)', 0.0, 120.0),
     Param('pick_place_timeout_s', 300.0, 'pick_place action timeout (s)', 1.0, 3600.0),
     Param('acquire_timeout_s', 60.0, 'xray/acquire timeout (s)', 0.5, 600.0),
