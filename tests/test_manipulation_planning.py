@@ -144,7 +144,9 @@ def test_ompl_budget_is_cpu_time_with_a_wall_cap(robot):
 
     cpu, wall = time.thread_time(), time.perf_counter()
     assert planner._ompl(group, Wall(), q0, qa, qb, 0.2, 0.06) is None
-    assert 0.2 <= time.thread_time() - cpu < 0.6
+    cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+    # stopped by the CPU budget (or, on a machine loaded beyond 3x, by the wall cap)
+    assert cpu < 0.6 and (cpu >= 0.2 or wall >= 0.2 * OMPL_WALL_CAP)
     # checks that sleep (wall time passes, CPU time does not): stopped by the wall cap
     wall = time.perf_counter()
     assert planner._ompl(group, Wall(0.002), q0, qa, qb, 0.1, 0.06) is None
