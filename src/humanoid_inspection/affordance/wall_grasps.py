@@ -14,9 +14,8 @@ on the object's height map (affordance/height_map.py):
 2. Runs: at each level z (from the tip clearance up in `level_step_m` steps) a run is a stretch
    of a gripped-material profile higher than z: the material the fingers would squeeze. All
    levels and lines of one direction are handled in one array pass.
-3. Landing zones: on both sides of the run, from `pad_gap_m` beside it to where the finger
-   ends (half the opening margin + the finger thickness), everything must be lower than the
-   fingertips. (The gap next to the run is not part of it: a curved rim bends back into it
+3. Landing zones: on both sides of the run, over the finger thickness from `pad_gap_m` beside
+   it, everything must be lower than the fingertips. (The gap next to the run is not part of it: a curved rim bends back into it
    beside a straight pad and is gripped there, not landed on.) Fingertip level = the higher
    landing zone + `tip_clearance_m`; the run's top must stand at least `min_contact_m` above
    it.
@@ -112,9 +111,13 @@ def find_wall_grasps(hm: HeightMap, params: Optional[WallGraspParams] = None,
     # the pads open half the margin away from the run; the finger body (its thickness) lies
     # beyond that gap: only there must everything stay below the fingertips (a curved rim
     # curves back into the gap beside a straight pad, and is gripped, not landed on)
-    total = int(np.ceil((p.finger_thickness_m + p.opening_margin_m / 2) / cell))
-    gap = min(int(np.floor(min(p.pad_gap_m, p.opening_margin_m / 2) / cell + 1e-9)), total - 1)
-    land = (gap, total - gap)     # the zone ends where the finger ends: margin / 2 + thickness
+    # zone: the finger thickness from pad_gap_m beside the run. The finger itself sits half the
+    # margin out (5 mm) and so reaches 3 mm further; the slab-dilated profile already widens
+    # every feature by up to a cell on each side. (Ending the zone at the finger's outer face
+    # lost the rim grasps of seed-7 hub-007004, 0.1 mm clear of its spokes in truth, which
+    # reach and hold in the sim; the demo then had no grasp for that hub once.)
+    gap = int(np.floor(min(p.pad_gap_m, p.opening_margin_m / 2) / cell + 1e-9))
+    land = (gap, int(np.ceil(p.finger_thickness_m / cell)))
     occupied_top = np.nanmax(np.where(hm.occupied, hm.heights, np.nan)) \
         if hm.occupied.any() else 0.0
     if not np.isfinite(occupied_top):
