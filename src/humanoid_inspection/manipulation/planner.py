@@ -42,7 +42,7 @@ from humanoid_inspection.manipulation.time_parameterization import (TimedTraject
 
 _OMPL_SEEDED = False
 # OMPL's budget is CPU time; its wall time is capped at this multiple of the budget.
-OMPL_WALL_CAP = 3.0
+OMPL_WALL_CAP = 2.0
 # Rope-shortened (taut) paths are checked every resolution / TAUT_CHECK_DIVISOR rad.
 TAUT_CHECK_DIVISOR = 3.0
 
