@@ -13,8 +13,9 @@ Labels of a candidate (working pixel (x, y)):
   metrics.py) or when the candidate lies near a defect's box without touching its mask;
 - background otherwise (part structure, noise).
 
-The committed weights (see docs/xray_inspection.md for the timing):
-    humanoid-inspection xray-train --out src/humanoid_inspection/xray/models/adr_patchnet.pt
+The committed weights (about 20 min on the shared 2-core machine, docs/xray_inspection.md):
+    humanoid-inspection xray-train --images 1200 --epochs 12 \
+        --out src/humanoid_inspection/xray/models/adr_patchnet.pt
 
 `--model unet` trains the previous TinyUNet detector instead (train_unet.py, its own options).
 """
@@ -244,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="'patch': the default learned detector; 'unet': the previous one "
                     '(other options: xray-train --model unet --help)')
     ap.add_argument('--out', default=str(DEFAULT_WEIGHTS), help='weights file (.pt)')
-    ap.add_argument('--images', type=int, default=240, help='simulated training radiographs')
+    ap.add_argument('--images', type=int, default=1200, help='simulated training radiographs')
     ap.add_argument('--seed-base', type=int, default=TRAIN_SEED_BASE,
                     help='first part seed of the training set')
     ap.add_argument('--size', type=int, default=1024, help='detector side (px)')
