@@ -112,6 +112,11 @@ def test_pick_from_the_table_and_place(planner, robot, cell, slot, dest):
     q = q0.copy()
     for seg in plan.segments:
         idx = [robot.joint_index(j) for j in seg.trajectory.joint_names]
+        # the mirror finger mimics the commanded one (URDF <mimic>): a trajectory names only
+        # the commanded finger, so copy it (an open mirror finger beside a held part is not
+        # a state the robot can be in)
+        for fingers in robot.gripper_joints.values():
+            q[robot.joint_index(fingers[1])] = q[robot.joint_index(fingers[0])]
         if seg.name in ('pre_grasp', 'transfer'):
             if seg.name == 'transfer':
                 independent.attach(plan.arm, AttachedObject(
