@@ -20,10 +20,10 @@ os.environ.setdefault('PYOPENGL_PLATFORM', os.environ['MUJOCO_GL'])
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# Domain ids 1..100, starting at a per-process offset so two pytest runs on one machine
-# are unlikely to share one.
+# Domain ids 51..100 (the demo draws from 1..50), starting at a per-process offset so two
+# pytest runs on one machine are unlikely to share one.
 _DOMAIN_IDS = itertools.cycle(
-    [1 + (os.getpid() + i) % 100 for i in range(100)])
+    [51 + (os.getpid() + i) % 50 for i in range(50)])
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = 'condition'):

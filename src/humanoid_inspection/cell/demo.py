@@ -101,7 +101,7 @@ def run_demo(parts: int, seed: int, out_dir: Path, record: Optional[Path] = None
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     db = out_dir / 'cell.db'
-    domain_id = domain_id if domain_id is not None else random.Random().randint(1, 100)
+    domain_id = domain_id if domain_id is not None else random.Random().randint(1, 50)
     os.environ['ROS_DOMAIN_ID'] = str(domain_id)
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     params = {'mujoco_sim': sim_params(parts, seed, defect_fraction),
@@ -231,7 +231,7 @@ def main(argv=None) -> int:
                         help='record every topic to this MCAP file')
     parser.add_argument('--timeout', type=float, default=900.0, help='cycle timeout (s)')
     parser.add_argument('--domain-id', type=int, default=None, help='ROS_DOMAIN_ID (default: '
-                        'random 1..100)')
+                        'random 1..50; the tests use 51..100)')
     args = parser.parse_args(argv)
     if args.parts < 1:
         parser.error('--parts must be >= 1')
