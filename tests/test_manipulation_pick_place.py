@@ -201,3 +201,28 @@ def test_goal_fields_are_validated():
     assert pose[2, 3] == pytest.approx(-0.02)
     with pytest.raises(InvalidGoalError, match='frame'):
         place_pose_from_fields([0.3, 0.0, 0.9], [0, 0, 0, 1], '', world)
+
+
+@pytest.mark.parametrize('open_margin', [0.0, 0.02])
+@pytest.mark.parametrize('opening', [0.05, 0.095])
+def test_release_opens_beyond_where_the_fingers_closed(planner, robot, cell, opening,
+                                                        open_margin):
+    # The fingers may close on the part at almost the candidate opening: the release must open
+    # wider than that (the sim lets go only past 0.5 mm), even with open_margin_m 0.
+    grasp = table_grasp(cell, 2)
+    b = cell.accept_bin
+    place = place_at(cell, b.pose.xyz, grasp, 0.03 + b.wall_height + 0.05)
+    from dataclasses import replace
+    saved = planner.config
+    planner.config = replace(saved, open_margin_m=open_margin)
+    try:
+        plan = planner.plan(ready(robot), [GraspCandidate(grasp, opening, 0.9)], place)
+    finally:
+        planner.config = saved
+    assert plan.success, plan.message
+    release = {s.name: s for s in plan.segments}['open']
+    held = planner.finger_position(opening, plan.arm)
+    expected = planner.finger_position(
+        min(opening + max(open_margin, saved.release_margin_m), saved.max_opening_m), plan.arm)
+    assert release.gripper_target == pytest.approx(expected)
+    assert release.gripper_target - held > 0.0005

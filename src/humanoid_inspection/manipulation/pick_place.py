@@ -106,6 +106,10 @@ class PickPlaceConfig:
     place_approach_height_m: float = 0.10
     retreat_distance_m: float = 0.08
     open_margin_m: float = 0.02           # opened this much wider than the part needs
+    release_margin_m: float = 0.01        # at the place, opened at least this much wider than the
+                                          # candidate opening (the fingers may have closed on the
+                                          # part at almost that opening: opening back to it only
+                                          # does not let go)
     max_opening_m: float = 0.10           # gripper.max_opening_m of cell.yaml
     finger_position_per_opening: float = 0.5   # finger joint travel per metre of opening
     part_depth_m: float = 0.04            # carried-part box along the approach axis
@@ -563,6 +567,8 @@ class PickPlacePlanner:
         robot = self.robot
         f_open = self.finger_position(min(opening + cfg.open_margin_m, cfg.max_opening_m), side)
         f_held = self.finger_position(opening, side)
+        f_release = self.finger_position(
+            min(opening + max(cfg.open_margin_m, cfg.release_margin_m), cfg.max_opening_m), side)
         f_closed = self.closed_finger_position(side)
         f_start = float(q0[robot.joint_index(self.finger_joints(side)[0])])
         part = AttachedObject('box', (cfg.part_depth_m, max(opening, 0.005, cfg.part_min_width_m),
@@ -601,7 +607,7 @@ class PickPlacePlanner:
             self.checker.detach(side)
         # --- retreat after release.
         q_released = self._with_fingers(robot.with_group(q0, group, place_path[-1]), side,
-                                        f_open)
+                                        f_release)
         retreat_pose = place.copy()
         retreat_pose[:3, 3] -= place[:3, 0] * cfg.retreat_distance_m
         try:
@@ -642,7 +648,8 @@ class PickPlacePlanner:
         ]
         segments += [Segment(name, traj, group.name, side) for name, traj in timed_carry]
         segments += [
-            Segment('open', self.gripper_trajectory(side, f_held, f_open), '', side, f_open),
+            Segment('open', self.gripper_trajectory(side, f_held, f_release), '', side,
+                    f_release),
             Segment('retreat', self._time(group, retreat_path, q_released, allow_place),
                     group.name, side),
         ]

@@ -80,6 +80,9 @@ PARAMS = (
     Param('retreat_distance_m', 0.08, 'retreat after releasing (m)', 0.0, 0.5),
     Param('open_margin_m', 0.0, 'gripper opened this much wider than the candidate opening '
           '(m)', 0.0, 0.2),
+    Param('release_margin_m', 0.01, 'at the place the gripper opens at least this much wider '
+          'than the candidate opening, so it lets go of a part it closed on at almost that '
+          'opening (m)', 0.0, 0.2),
     Param('part_depth_m', 0.04, 'carried-part box along the approach axis (m)', 0.001, 0.5),
     Param('part_height_m', 0.04, 'carried-part box along the tcp z axis (m)', 0.001, 0.5),
     Param('part_min_width_m', 0.0, 'carried-part box along the closing axis: at least this (m; '
@@ -177,6 +180,7 @@ class ManipulationNode(Node):
             place_approach_height_m=self.p['place_approach_height_m'],
             retreat_distance_m=self.p['retreat_distance_m'],
             open_margin_m=self.p['open_margin_m'],
+            release_margin_m=self.p['release_margin_m'],
             max_opening_m=cell.gripper.max_opening_m,
             part_depth_m=self.p['part_depth_m'], part_height_m=self.p['part_height_m'],
             part_min_width_m=self.p['part_min_width_m'],
