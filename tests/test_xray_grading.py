@@ -87,6 +87,16 @@ def test_very_low_confidence_is_ignored(table):
     assert result.verdict == ACCEPT and result.decisions == ['-'] and d.severity_level == 0
 
 
+def test_a_category_floor_grades_faint_cracks_but_not_faint_pores(table):
+    # cracks are graded from 0.15 (config): a faint crack goes to a human, a pore at the same
+    # confidence stays below the table's 0.3 floor
+    assert table.categories['crack'].ignore_below_confidence == 0.15
+    crack = grade([defect('crack', confidence=0.2)], 'bracket', SHAPE, table)
+    assert crack.verdict == REVIEW and 'possible crack (confidence 0.20' in crack.reasons[0]
+    pore = grade([defect(size_mm=4.0, confidence=0.2)], 'bracket', SHAPE, table)
+    assert pore.verdict == ACCEPT and pore.decisions == ['-']
+
+
 def test_shrinkage_is_rated_by_area(table):
     d = defect('shrinkage', size_mm=0.5, area_mm2=5.0, at=(200, 300))   # level 5 > general 3
     result = grade([d], 'housing', SHAPE, table)
@@ -122,6 +132,8 @@ def test_unknown_family_is_refused(table):
     (lambda t: t['families']['hub']['zones']['general']['max_level'].update(crack=9),
      'must be 0..8'),
     (lambda t: t['families']['hub'].update(default_zone='rim'), "'rim' is not one of"),
+    (lambda t: t['categories']['crack'].update(ignore_below_confidence=1.5),
+     'crack.ignore_below_confidence must be within 0..1'),
     (lambda t: t['families']['hub']['zones']['general'].update(regions=[[0, 1]]),
      r'\[x0, y0, x1, y1\]'),
 ])

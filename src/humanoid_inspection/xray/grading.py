@@ -36,6 +36,8 @@ class Category:
     measure: str = 'size_mm'
     bounds: Tuple[float, ...] = ()
     not_permitted: bool = False
+    # graded from this confidence instead of review.ignore_below_confidence (None: that one)
+    ignore_below_confidence: Optional[float] = None
 
     def level(self, value: float) -> int:
         """Severity level 1..8 of a measured value."""
@@ -106,8 +108,14 @@ def parse_table(data: dict, source: str = '<dict>') -> AcceptanceTable:
         if kind not in DEFECT_KINDS:
             raise GradingTableError(f'{source}: categories.{kind}: unknown defect kind '
                                     f"(known: {', '.join(DEFECT_KINDS)})")
+        floor = spec.get('ignore_below_confidence')
+        if floor is not None:
+            floor = _number(floor, f'{source}: categories.{kind}.ignore_below_confidence')
+            if not 0.0 <= floor <= 1.0:
+                raise GradingTableError(f'{source}: categories.{kind}.ignore_below_confidence '
+                                        f'must be within 0..1, got {floor}')
         if spec.get('not_permitted'):
-            cats[kind] = Category(kind, not_permitted=True)
+            cats[kind] = Category(kind, not_permitted=True, ignore_below_confidence=floor)
             continue
         measure = spec.get('measure', 'size_mm')
         if measure not in ('size_mm', 'area_mm2'):
@@ -118,7 +126,7 @@ def parse_table(data: dict, source: str = '<dict>') -> AcceptanceTable:
         if len(bounds) != MAX_LEVEL - 1 or list(bounds) != sorted(bounds):
             raise GradingTableError(f'{source}: categories.{kind}.bounds must be '
                                     f'{MAX_LEVEL - 1} increasing numbers')
-        cats[kind] = Category(kind, measure, bounds)
+        cats[kind] = Category(kind, measure, bounds, ignore_below_confidence=floor)
     missing = [k for k in DEFECT_KINDS if k not in cats]
     if missing:
         raise GradingTableError(f"{source}: categories missing: {', '.join(missing)}")
@@ -216,7 +224,11 @@ def grade(defects: Sequence[DetectedDefect], family: str, image_shape: Tuple[int
     src = table.source
     graded = 0
     for d in defects:
-        if d.confidence < table.ignore_below_confidence:
+        category = table.categories.get(d.kind)
+        floor = table.ignore_below_confidence
+        if category is not None and category.ignore_below_confidence is not None:
+            floor = category.ignore_below_confidence
+        if d.confidence < floor:
             decisions.append('-')
             continue
         graded += 1
