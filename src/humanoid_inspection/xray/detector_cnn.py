@@ -33,6 +33,8 @@ from torch import nn
 from humanoid_inspection.xray.candidates import (
     PATCH_CHANNELS, PATCH_PX, FrontEnd, FrontEndParams, compute_front_end, cv_threads,
     extract_patches, find_candidates, flood_region)
+from humanoid_inspection.xray.checkpoint import (
+    float_state_dict, half_state_dict, read_checkpoint)
 from humanoid_inspection.xray.detector import (
     DEFECT_KINDS, CancelCheck, DetectedDefect, check_cancel, mm_per_px, sort_by_confidence,
     validate_radiograph)
@@ -91,8 +93,7 @@ class PatchNet(nn.Module):
 def save_model(model: PatchNet, path, meta: Optional[dict] = None,
                front_end: Optional[FrontEndParams] = None) -> None:
     """Save weights (float16), config, the front-end settings and training metadata."""
-    state = {k: (v.half() if v.is_floating_point() else v)
-             for k, v in model.state_dict().items()}
+    state = half_state_dict(model)
     fe = (front_end or FrontEndParams()).__dict__
     torch.save({'config': model.config, 'state_dict': state, 'meta': meta or {},
                 'classes': CLASSES, 'front_end': dict(fe), 'patch_px': PATCH_PX}, str(path))
@@ -106,22 +107,13 @@ def load_model(path=None) -> PatchNet:
     Raises:
         FileNotFoundError: no file. ValueError: not a PatchNet checkpoint of these classes.
     """
-    path = Path(path) if path is not None else DEFAULT_WEIGHTS
-    if not path.is_file():
-        raise FileNotFoundError(f'CNN weights not found: {path} (train them with '
-                                '`humanoid-inspection xray-train`)')
-    try:
-        ckpt = torch.load(str(path), map_location='cpu', weights_only=True)
-    except Exception as exc:
-        raise ValueError(f'{path}: not a readable torch checkpoint ({exc})') from exc
-    if not isinstance(ckpt, dict) or 'state_dict' not in ckpt or 'config' not in ckpt:
-        raise ValueError(f'{path}: not a PatchNet checkpoint (missing config/state_dict)')
+    path, ckpt = read_checkpoint(path if path is not None else DEFAULT_WEIGHTS, 'PatchNet',
+                                 'humanoid-inspection xray-train')
     if tuple(ckpt.get('classes', ())) != CLASSES or ckpt.get('patch_px') != PATCH_PX:
         raise ValueError(f'{path}: classes/patch size differ from {CLASSES} / {PATCH_PX} px')
     model = PatchNet(**ckpt['config'])
     try:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                               for k, v in ckpt['state_dict'].items()})
+        model.load_state_dict(float_state_dict(ckpt['state_dict']))
     except RuntimeError as exc:
         raise ValueError(f'{path}: weights do not fit a PatchNet ({exc})') from exc
     model.meta = ckpt.get('meta', {})

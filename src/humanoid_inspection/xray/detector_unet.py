@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from humanoid_inspection.xray.checkpoint import (
+    float_state_dict, half_state_dict, read_checkpoint)
 from humanoid_inspection.xray.detector import (
     DEFECT_KINDS, CancelCheck, DetectedDefect, check_cancel, mm_per_px, sort_by_confidence,
     validate_radiograph)
@@ -95,8 +97,7 @@ class TinyUNet(nn.Module):
 
 def save_model(model: TinyUNet, path, meta: Optional[dict] = None) -> None:
     """Save weights (float16 to keep the file small) + config + training metadata."""
-    state = {k: (v.half() if v.is_floating_point() else v)
-             for k, v in model.state_dict().items()}
+    state = half_state_dict(model)
     torch.save({'config': model.config, 'state_dict': state, 'meta': meta or {},
                 'classes': CLASSES}, str(path))
 
@@ -107,21 +108,12 @@ def load_model(path=None) -> TinyUNet:
     Raises:
         FileNotFoundError: no file. ValueError: not a TinyUNet checkpoint of these classes.
     """
-    path = Path(path) if path is not None else DEFAULT_WEIGHTS
-    if not path.is_file():
-        raise FileNotFoundError(f'CNN weights not found: {path} (train them with '
-                                '`humanoid-inspection xray-train --model unet`)')
-    try:
-        ckpt = torch.load(str(path), map_location='cpu', weights_only=True)
-    except Exception as exc:
-        raise ValueError(f'{path}: not a readable torch checkpoint ({exc})') from exc
-    if not isinstance(ckpt, dict) or 'state_dict' not in ckpt or 'config' not in ckpt:
-        raise ValueError(f'{path}: not a TinyUNet checkpoint (missing config/state_dict)')
+    path, ckpt = read_checkpoint(path if path is not None else DEFAULT_WEIGHTS, 'TinyUNet',
+                                 'humanoid-inspection xray-train --model unet')
     if tuple(ckpt.get('classes', ())) != CLASSES:
         raise ValueError(f'{path}: classes {ckpt.get("classes")} differ from {CLASSES}')
     model = TinyUNet(**ckpt['config'])
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in ckpt['state_dict'].items()})
+    model.load_state_dict(float_state_dict(ckpt['state_dict']))
     model.meta = ckpt.get('meta', {})
     model.eval()
     return model
