@@ -128,15 +128,12 @@ class Cell:
         """(detections, depth_m, intrinsics, T_base_cam) of the current scene."""
         from humanoid_inspection.perception.rgbd import depth_to_metres
         from humanoid_inspection.perception.types import CameraIntrinsics
-        from humanoid_inspection.sim.camera import OPTICAL_TO_MJCF, RgbdCamera
+        from humanoid_inspection.sim.camera import RgbdCamera
         sim = self.sim
         cam = RgbdCamera(sim.model, sim.scene.camera)
         try:
             frame = cam.render(sim.data)
-            cid = cam.camera_id
-            T = np.eye(4)
-            T[:3, :3] = sim.data.cam_xmat[cid].reshape(3, 3) @ OPTICAL_TO_MJCF
-            T[:3, 3] = sim.data.cam_xpos[cid]
+            T = cam.optical_pose_world(sim.data)
             k = cam.intrinsics
             intr = CameraIntrinsics(k.fx, k.fy, k.cx, k.cy, k.width, k.height)
         finally:

@@ -40,7 +40,7 @@ def render_cell(seed: int, n_parts: int, keep_sim: bool = False):
     from humanoid_inspection import robot_description
     from humanoid_inspection.cell_geometry import load_cell
     from humanoid_inspection.perception.types import CameraIntrinsics
-    from humanoid_inspection.sim.camera import OPTICAL_TO_MJCF, RgbdCamera
+    from humanoid_inspection.sim.camera import RgbdCamera
     from humanoid_inspection.sim.controllers import load_controllers
     from humanoid_inspection.sim.parts import plan_parts
     from humanoid_inspection.sim.scene import build_scene
@@ -54,10 +54,7 @@ def render_cell(seed: int, n_parts: int, keep_sim: bool = False):
     cam = RgbdCamera(sim.model, scene.camera)
     try:
         frame = cam.render(sim.data)
-        cid = cam.camera_id
-        T = np.eye(4)
-        T[:3, :3] = sim.data.cam_xmat[cid].reshape(3, 3) @ OPTICAL_TO_MJCF
-        T[:3, 3] = sim.data.cam_xpos[cid]
+        T = cam.optical_pose_world(sim.data)
         k = cam.intrinsics
         intr = CameraIntrinsics(k.fx, k.fy, k.cx, k.cy, k.width, k.height)
     finally:

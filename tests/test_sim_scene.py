@@ -63,6 +63,7 @@ def test_camera_sees_the_table_with_metric_depth(sim):
     try:
         frame = cam.render(sim.data)
         k = cam.intrinsics
+        optical_pose = cam.optical_pose_world(sim.data)
     finally:
         cam.close()
     assert frame.rgb.shape == (480, 640, 3) and frame.rgb.dtype == np.uint8
@@ -77,6 +78,8 @@ def test_camera_sees_the_table_with_metric_depth(sim):
             for dy in np.linspace(-0.4, 0.4, 17)]
     x, y = max(grid, key=lambda q: np.min(np.hypot(*(parts - q).T)))
     cam_pose = body_pose(sim.model, sim.data, 'head_camera_optical_frame')
+    # the MuJoCo camera's optical pose is the URDF's optical frame
+    np.testing.assert_allclose(optical_pose, cam_pose, atol=1e-6)
     p_world = np.array([x, y, table.top_z, 1.0])
     p_opt = np.linalg.inv(cam_pose) @ p_world
     assert p_opt[2] > 0.3

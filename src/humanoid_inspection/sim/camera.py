@@ -153,6 +153,13 @@ class RgbdCamera:
         depth[~((depth < self.max_range) & (depth > self.min_range))] = np.nan
         return RgbdFrame(rgb, depth, float(data.time if sim_time is None else sim_time))
 
+    def optical_pose_world(self, data) -> np.ndarray:
+        """4x4 pose of the camera's optical frame in the world, from data's current state."""
+        pose = np.eye(4)
+        pose[:3, :3] = data.cam_xmat[self.camera_id].reshape(3, 3) @ OPTICAL_TO_MJCF
+        pose[:3, 3] = data.cam_xpos[self.camera_id]
+        return pose
+
     def close(self) -> None:
         """Free the render context and the OpenGL context (idempotent)."""
         if not self._closed:
