@@ -135,6 +135,19 @@ def test_plan_only_bad_goals_estop_and_execution(launch_nodes, ros_client):
         resp = ros_client.wait_future(srv.call_async(
             table_request(PlanPickPlace.Request, frame='head_camera_optical_frame')), 10.0)
         assert resp.error_code == PickPlace.Result.INVALID_GOAL and 'frame' in resp.message
+        # ... and with a carried-part box of a negative size / one too big to carry anywhere
+        bad_box = table_request(PlanPickPlace.Request)
+        bad_box.object_pose.header.frame_id = 'base_link'
+        bad_box.object_pose.pose.position = bad_box.grasp_candidates[0].grasp_pose.position
+        bad_box.object_size_m.x, bad_box.object_size_m.y, bad_box.object_size_m.z = \
+            0.1, -0.1, 0.03
+        resp = ros_client.wait_future(srv.call_async(bad_box), 10.0)
+        assert resp.error_code == PickPlace.Result.INVALID_GOAL and \
+            'object_size_m' in resp.message
+        bad_box.object_size_m.x, bad_box.object_size_m.y = 0.9, 0.9
+        resp = ros_client.wait_future(srv.call_async(bad_box), 30.0)
+        assert resp.error_code == PickPlace.Result.GOAL_IN_COLLISION and \
+            'attached_' in resp.message, resp.message
         # 3. pick_place with NaN fails cleanly, nothing moves
         _, result = send_goal(ros_client, table_request(PickPlace.Goal, nan=True))
         r = ros_client.wait_future(result, 20.0).result

@@ -6,9 +6,11 @@ import pytest
 from humanoid_inspection.cell_geometry import load_cell
 from humanoid_inspection.manipulation.collision import AttachedObject, CollisionChecker
 from humanoid_inspection.manipulation.goal import (
-    FrameResolver, InvalidGoalError, grasp_candidates_from_fields, place_pose_from_fields)
+    FrameResolver, InvalidGoalError, carried_part_from_fields, grasp_candidates_from_fields,
+    place_pose_from_fields)
 from humanoid_inspection.manipulation.pick_place import (
-    PHASES, ErrorCode, GraspCandidate, PickPlaceConfig, PickPlacePlanner, grasp_from_axis)
+    PHASES, CarriedPart, ErrorCode, GraspCandidate, PickPlaceConfig, PickPlacePlanner,
+    grasp_from_axis)
 from humanoid_inspection.manipulation.robot_model import RobotModel
 from humanoid_inspection.manipulation.scene import obstacles_from_cell
 from humanoid_inspection.manipulation.time_parameterization import limit_violations
@@ -201,6 +203,20 @@ def test_goal_fields_are_validated():
     assert pose[2, 3] == pytest.approx(-0.02)
     with pytest.raises(InvalidGoalError, match='frame'):
         place_pose_from_fields([0.3, 0.0, 0.9], [0, 0, 0, 1], '', world)
+    # the carried part's box: all-zero size = unknown (None, whatever the pose); a box is
+    # taken into the base frame; bad sizes, poses and frames are refused by name
+    assert carried_part_from_fields([0, 0, 0], [0, 0, 0, 1], '', (0, 0, 0), world) is None
+    box = carried_part_from_fields([0.3, 0.0, 0.9], [0, 0, 0, 1], 'world', (0.1, 0.1, 0.03),
+                                   world)
+    assert box.pose[2, 3] == pytest.approx(-0.02) and box.size == (0.1, 0.1, 0.03)
+    for size, pose, frame, reason in (
+            ((0.1, -0.1, 0.03), [0, 0, 0, 1], 'world', 'object_size_m'),
+            ((0.1, np.nan, 0.03), [0, 0, 0, 1], 'world', 'object_size_m'),
+            ((2.0, 0.1, 0.03), [0, 0, 0, 1], 'world', 'larger than any'),
+            ((0.1, 0.1, 0.03), [0, 0, 0, 3], 'world', 'normalised'),
+            ((0.1, 0.1, 0.03), [0, 0, 0, 1], 'head_camera_optical_frame', 'frame')):
+        with pytest.raises(InvalidGoalError, match=reason):
+            carried_part_from_fields([0.3, 0.0, 0.9], pose, frame, size, world)
 
 
 @pytest.mark.parametrize('open_margin', [0.0, 0.02])
@@ -226,3 +242,89 @@ def test_release_opens_beyond_where_the_fingers_closed(planner, robot, cell, ope
         min(opening + max(open_margin, saved.release_margin_m), saved.max_opening_m), plan.arm)
     assert release.gripper_target == pytest.approx(expected)
     assert release.gripper_target - held > 0.0005
+
+
+def test_release_is_fitted_to_the_measured_grip(planner, robot, cell):
+    # A hub boss held at 31 mm of a 44 mm candidate: opening to 44 + 10 mm pushed the fingers
+    # against the rim around the boss and the retreat lifted the hub out of the fixture. The
+    # release opens to the measured grip + release_margin_m, at least as wide as the hand came
+    # in (candidate opening + open_margin_m), at most to the planned target.
+    grasp = table_grasp(cell, 2)
+    b = cell.accept_bin
+    place = place_at(cell, b.pose.xyz, grasp, 0.03 + b.wall_height + 0.05)
+    opening = 0.044
+    from dataclasses import replace
+    saved = planner.config
+    planner.config = replace(saved, open_margin_m=0.0)      # as config/manipulation.yaml
+    try:
+        _fitted_release_checks(planner, grasp, place, opening, robot)
+    finally:
+        planner.config = saved
+
+
+def _fitted_release_checks(planner, grasp, place, opening, robot):
+    plan = planner.plan(ready(robot), [GraspCandidate(grasp, opening, 0.9)], place)
+    assert plan.success, plan.message
+    segments = {s.name: s for s in plan.segments}
+    release = segments['open']
+    f_candidate = planner.finger_position(opening + planner.config.open_margin_m, plan.arm)
+    margin = planner.config.release_margin_m * planner.config.finger_position_per_opening
+    assert release.release_floor == pytest.approx(f_candidate)
+    inside = planner.fit_release(release, 0.0154)          # gripped well inside the opening
+    assert inside.gripper_target == pytest.approx(f_candidate)
+    assert inside.trajectory.positions[0, 0] == pytest.approx(0.0154)
+    assert inside.trajectory.positions[-1, 0] == pytest.approx(f_candidate)
+    near = planner.fit_release(release, f_candidate - 0.001)   # at almost the opening
+    assert near.gripper_target == pytest.approx(f_candidate - 0.001 + margin)
+    assert near.gripper_target - (f_candidate - 0.001) > 0.0005
+    assert planner.fit_release(release, f_candidate + 0.01).gripper_target == \
+        pytest.approx(release.gripper_target)                 # never wider than planned
+    assert planner.fit_release(release, float('nan')) is release
+    assert planner.fit_release(segments['close'], 0.0154) is segments['close']
+
+
+def test_the_carried_part_box_is_what_the_carry_keeps_clear(planner, robot, cell):
+    # A hub held by its rim hangs beside the gripper: the planner carries the part's box at
+    # its offset from the grasp (not a small box at the TCP), so the box ends on the seat,
+    # and a box that cannot fit into the X-ray cabinet is refused instead of hitting it.
+    grasp = table_grasp(cell, 1)
+    place = place_at(cell, cell.xray_cabinet.fixture.pose.xyz, grasp, 0.03)
+    box_pose = grasp.copy()
+    box_pose[:3, :3] = np.eye(3)
+    box_pose[:3, 3] = grasp[:3, 3] + [0.05, 0.0, -0.015]    # 5 cm beside the grasp point
+    part = CarriedPart(box_pose, (0.14, 0.14, 0.03))
+    q0 = ready(robot)
+    plan = planner.plan(q0, [GraspCandidate(grasp, 0.02, 0.9)], place, '', part)
+    assert plan.success, plan.message
+    # at the end of 'place' the box sits where the grasp's offset puts it: on the seat
+    q = q0.copy()
+    independent = CollisionChecker(robot, obstacles_from_cell(cell), padding=0.0)
+    for seg in plan.segments:
+        idx = [robot.joint_index(j) for j in seg.trajectory.joint_names]
+        for fingers in robot.gripper_joints.values():
+            q[robot.joint_index(fingers[1])] = q[robot.joint_index(fingers[0])]
+        if seg.name == 'transfer':
+            # the box rides with the hand at its offset from the grasp, shrunk as configured
+            # less 5 mm (no padding here): every transfer sample clear of the cell
+            offset = np.linalg.solve(grasp, box_pose)
+            independent.attach(plan.arm, AttachedObject('box', (0.13, 0.13, 0.02), offset))
+            ctx = independent.context(robot.group(seg.group))
+            for row in seg.trajectory.positions:
+                q[idx] = row
+                assert not ctx.in_collision_narrowphase(q), ctx.colliding_pairs(q)
+            independent.detach(plan.arm)
+        q[idx] = seg.trajectory.positions[-1]
+        if seg.name == 'place':
+            placed = robot.frame_pose(q, f'{plan.arm}_tcp') @ np.linalg.solve(grasp, box_pose)
+            seat = cell.world_to_base(cell.xray_cabinet.fixture.pose.xyz)
+            # the box's bottom (centre - 15 mm) on the seat, its centre 5 cm beside the TCP
+            assert placed[2, 3] - 0.015 == pytest.approx(seat[2], abs=2e-3)
+            assert np.linalg.norm(placed[:2, 3] - place[:2, 3]) == pytest.approx(0.05, abs=2e-3)
+    too_big = CarriedPart(box_pose, (0.9, 0.9, 0.03))
+    refused = planner.plan(q0, [GraspCandidate(grasp, 0.02, 0.9)], place, '', too_big)
+    assert not refused.success
+    assert refused.error_code is ErrorCode.GOAL_IN_COLLISION, refused.message
+    assert 'attached_' in refused.message
+    bad = planner.plan(q0, [GraspCandidate(grasp, 0.02, 0.9)], place, '',
+                       CarriedPart(box_pose, (0.1, 0.0, 0.03)))
+    assert bad.error_code is ErrorCode.INVALID_GOAL and 'size' in bad.message

@@ -422,7 +422,9 @@ class CollisionChecker:
             raise ValueError(f"attached shape must be 'box' or 'cylinder', got {obj.shape!r}")
         if not ok or not np.all(np.isfinite(dims)) or not np.all(dims > 0):
             raise ValueError(f'bad {obj.shape} dimensions {obj.dims}')
-        if self._attached.get(side) == obj:
+        current = self._attached.get(side)
+        if current == obj and np.allclose(np.asarray(current.offset, float),
+                                          np.asarray(obj.offset, float)):
             return
         self._attached[side] = obj
         self._build()

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from humanoid_inspection.manipulation.pick_place import GraspCandidate
+from humanoid_inspection.manipulation.pick_place import CarriedPart, GraspCandidate
 
 QUATERNION_NORM_TOLERANCE = 1e-3
 
@@ -92,6 +92,28 @@ def place_pose_from_fields(position, quaternion_xyzw, frame_id: str,
     """The place pose (4x4, base frame) of a goal; raises InvalidGoalError."""
     return frames.to_base(pose_matrix(position, quaternion_xyzw, 'place_pose'), frame_id,
                           'place_pose')
+
+
+def carried_part_from_fields(position, quaternion_xyzw, frame_id: str, size,
+                             frames: FrameResolver) -> Optional[CarriedPart]:
+    """The goal's carried-part box in the base frame; None when its size is all zero.
+
+    Raises:
+        InvalidGoalError: a bad pose or frame, or a size that is not 3 positive finite extents.
+    """
+    s = np.asarray(size, dtype=float)
+    if s.shape == (3,) and np.all(s == 0):
+        return None
+    if s.shape != (3,) or not np.all(np.isfinite(s)) or np.any(s <= 0):
+        raise InvalidGoalError(f'object_size_m must be 3 positive finite extents (or all zero '
+                               f'= unknown), got {s.tolist()}')
+    pose = frames.to_base(pose_matrix(position, quaternion_xyzw, 'object_pose'), frame_id,
+                          'object_pose')
+    part = CarriedPart(pose, tuple(float(v) for v in s))
+    why = part.validate()
+    if why is not None:
+        raise InvalidGoalError(f'object_pose / object_size_m: {why}')
+    return part
 
 
 def grasp_candidates_from_fields(candidates, frames: FrameResolver,

@@ -97,6 +97,34 @@ class GraspCandidate:
     score: float = 0.0
 
 
+@dataclass(frozen=True)
+class CarriedPart:
+    """The part's box as seen before the grasp, carried rigidly with the hand once grasped.
+
+    Attributes:
+        pose: 4x4 pose of the box centre in the base frame (at the grasp; z up for a part
+            lying on a surface).
+        size: full extents along the box's own x, y, z axes (m).
+    """
+
+    pose: np.ndarray = field(compare=False)
+    size: Tuple[float, float, float]
+
+    def validate(self) -> Optional[str]:
+        """None when usable, else the reason."""
+        pose = np.asarray(self.pose, dtype=float)
+        size = np.asarray(self.size, dtype=float)
+        if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
+            return 'carried part pose must be a finite 4x4 transform'
+        if not np.allclose(pose[:3, :3] @ pose[:3, :3].T, np.eye(3), atol=1e-4):
+            return 'carried part orientation is not a rotation (non-normalised quaternion?)'
+        if size.shape != (3,) or not np.all(np.isfinite(size)) or np.any(size <= 0):
+            return f'carried part size must be 3 positive extents, got {tuple(self.size)}'
+        if np.any(size > 1.0):
+            return f'carried part size {tuple(self.size)} m is larger than any cell part'
+        return None
+
+
 @dataclass
 class PickPlaceConfig:
     """Tunables of the pick-and-place sequence (config/manipulation.yaml mirrors them)."""
@@ -116,6 +144,10 @@ class PickPlaceConfig:
     part_height_m: float = 0.04           # carried-part box along the tcp z axis
     part_min_width_m: float = 0.0         # carried-part box along the closing axis: at least this
                                           # (a part held by a wall reaches beyond the opening)
+    # With a CarriedPart (the part's box from perception) the carried part is that box, each
+    # extent shrunk by twice this (the box of a round part has corners the part has not);
+    # without one, the part_* box above, centred on the TCP.
+    carried_part_shrink_m: float = 0.005
     use_waist: str = 'auto'               # 'never' | 'auto' (arm first, then arm+waist) | 'always'
     try_flipped_grasp: bool = True
     joint_plan_timeout_s: float = 0.5
@@ -162,6 +194,9 @@ class Segment:
         group: planning group of the arm motion ('' for gripper-only segments).
         side: 'left' / 'right'.
         gripper_target: for 'close' / 'open': the commanded finger position (m).
+        release_floor: for 'open': the finger position the hand came in with (candidate
+            opening + open_margin_m), the least the release opens (see
+            :meth:`PickPlacePlanner.fit_release`).
     """
 
     name: str
@@ -169,6 +204,7 @@ class Segment:
     group: str
     side: str
     gripper_target: Optional[float] = None
+    release_floor: Optional[float] = None
 
 
 @dataclass
@@ -358,6 +394,34 @@ class PickPlacePlanner:
         return (float(self.robot.max_velocity[j]) * self.config.velocity_scale,
                 float(self.robot.max_acceleration[j]) * self.config.acceleration_scale)
 
+    def fit_release(self, segment: Segment, measured: float) -> Segment:
+        """The 'open' segment re-aimed at the finger position measured just before it.
+
+        The plan opens to the candidate opening plus ``release_margin_m``, since a part
+        gripped at almost the candidate opening is not let go by opening back to it. A part
+        gripped well inside the opening (a hub boss held at 31 mm of a 44 mm candidate) needs
+        no more than the candidate opening, and opening wider pushed the fingers against the
+        hub's rim around the boss: the retreat then lifted the hub back out of the fixture.
+        So the release opens to the measured position plus the margin, at least as wide as the
+        hand came in (``release_floor``), at most to the planned target.
+
+        Args:
+            segment: the plan's 'open' segment.
+            measured: the finger joint position measured with the part still held (m).
+
+        Returns:
+            The segment to execute (the same one when nothing changes or it is not 'open').
+        """
+        if segment.name != 'open' or segment.release_floor is None \
+                or segment.gripper_target is None or not np.isfinite(measured):
+            return segment
+        margin = self.config.release_margin_m * self.config.finger_position_per_opening
+        target = min(segment.gripper_target, max(segment.release_floor, measured + margin))
+        if abs(target - segment.gripper_target) < 1e-6:
+            return segment
+        return Segment('open', self.gripper_trajectory(segment.side, measured, target), '',
+                       segment.side, target, release_floor=segment.release_floor)
+
     def gripper_trajectory(self, side: str, f0: float, f1: float) -> TimedTrajectory:
         """Gripper-only rest-to-rest trajectory of the commanded finger joint."""
         vmax, amax = self._finger_limits(side)
@@ -439,7 +503,8 @@ class PickPlacePlanner:
 
     # ------------------------------------------------------------------ planning
     def plan(self, q_start: np.ndarray, grasps: Sequence[GraspCandidate],
-             place_pose: np.ndarray, arm: str = '') -> PickPlacePlan:
+             place_pose: np.ndarray, arm: str = '',
+             carried: Optional[CarriedPart] = None) -> PickPlacePlan:
         """Plan a pick-and-place.
 
         Args:
@@ -447,12 +512,18 @@ class PickPlacePlanner:
             grasps: ranked candidates (base frame).
             place_pose: 4x4 tool pose at release (base frame).
             arm: 'left', 'right' or '' (choose).
+            carried: the part's box (base frame, before the grasp). Once grasped it moves with
+                the hand, and the lift, transfer and place keep the whole part clear of the
+                cell; None = a small box at the TCP (config part_*), which misses a part held
+                by its rim hanging beside the gripper.
 
         Returns:
             PickPlacePlan (error_code SUCCESS with the segments, or the reason).
         """
         t0 = time.perf_counter()
         why = self.validate_goal(grasps, place_pose, arm, self.config.max_opening_m)
+        if why is None and carried is not None:
+            why = carried.validate()
         if why is not None:
             return PickPlacePlan(ErrorCode.INVALID_GOAL, why,
                                  planning_time_s=time.perf_counter() - t0)
@@ -480,9 +551,10 @@ class PickPlacePlanner:
                             return self._failed(failures, t0, attempts)
                         attempts += 1
                         try:
-                            segments, grasped = self._plan_one(group, side, q0, g_pose,
-                                                               grasp.opening_m, p_pose,
-                                                               deadline, ik_attempts)
+                            segments, grasped = self._plan_one(
+                                group, side, q0, g_pose, grasp.opening_m, p_pose, deadline,
+                                ik_attempts, self._carried_object(carried, g_pose,
+                                                                  grasp.opening_m))
                         except _Failure as exc:
                             failures.append((exc.code, f'candidate {index} roll '
                                              f'{np.degrees(roll):.0f} {group.name}: '
@@ -516,6 +588,10 @@ class PickPlacePlanner:
                                           ik_timeout_s=self.config.ik_timeout_s)
         if not res.success:
             code = _STATUS_TO_CODE.get(res.status, ErrorCode.UNREACHABLE)
+            if code is ErrorCode.START_IN_COLLISION:
+                # a line starts at a grasp / place pose, not at the robot's start state (that
+                # is checked first): e.g. the part held at the grasp touching the robot
+                code = ErrorCode.GOAL_IN_COLLISION
             raise _Failure(code, f'{what}: {res.message} (fraction {res.fraction:.2f})')
         return res.path
 
@@ -560,9 +636,22 @@ class PickPlacePlanner:
                     failure = exc
         raise failure
 
+    def _carried_object(self, carried: Optional[CarriedPart], grasp: np.ndarray,
+                        opening: float) -> AttachedObject:
+        """The collision object the hand carries after grasping at grasp (TCP frame)."""
+        cfg = self.config
+        if carried is None:
+            return AttachedObject('box', (cfg.part_depth_m,
+                                          max(opening, 0.005, cfg.part_min_width_m),
+                                          cfg.part_height_m))
+        dims = np.maximum(np.asarray(carried.size, float) - 2 * cfg.carried_part_shrink_m,
+                          0.005)
+        offset = np.linalg.solve(np.asarray(grasp, float), np.asarray(carried.pose, float))
+        return AttachedObject('box', tuple(float(d) for d in dims), offset)
+
     def _plan_one(self, group: PlanningGroup, side: str, q0: np.ndarray, grasp: np.ndarray,
                   opening: float, place: np.ndarray, deadline: float,
-                  ik_attempts: Optional[int] = None):
+                  ik_attempts: Optional[int] = None, part: Optional[AttachedObject] = None):
         cfg = self.config
         robot = self.robot
         f_open = self.finger_position(min(opening + cfg.open_margin_m, cfg.max_opening_m), side)
@@ -571,8 +660,8 @@ class PickPlacePlanner:
             min(opening + max(cfg.open_margin_m, cfg.release_margin_m), cfg.max_opening_m), side)
         f_closed = self.closed_finger_position(side)
         f_start = float(q0[robot.joint_index(self.finger_joints(side)[0])])
-        part = AttachedObject('box', (cfg.part_depth_m, max(opening, 0.005, cfg.part_min_width_m),
-                                      cfg.part_height_m))
+        if part is None:
+            part = self._carried_object(None, grasp, opening)
         allow_pick = self._allowed(side, grasp[:3, 3], False)
         allow_pick_part = self._allowed(side, grasp[:3, 3], True)
         allow_place_part = self._allowed(side, place[:3, 3], True)
@@ -649,7 +738,7 @@ class PickPlacePlanner:
         segments += [Segment(name, traj, group.name, side) for name, traj in timed_carry]
         segments += [
             Segment('open', self.gripper_trajectory(side, f_held, f_release), '', side,
-                    f_release),
+                    f_release, release_floor=f_open),
             Segment('retreat', self._time(group, retreat_path, q_released, allow_place),
                     group.name, side),
         ]

@@ -46,8 +46,8 @@ from humanoid_inspection.manipulation.collision import CollisionChecker
 from humanoid_inspection.manipulation.execution import (
     execution_timeout, hold_trajectory, split_by_controller, tracking_error)
 from humanoid_inspection.manipulation.goal import (
-    FrameResolver, InvalidGoalError, check_arm, grasp_candidates_from_fields,
-    place_pose_from_fields)
+    FrameResolver, InvalidGoalError, carried_part_from_fields, check_arm,
+    grasp_candidates_from_fields, place_pose_from_fields)
 from humanoid_inspection.manipulation.pick_place import (
     ErrorCode, PickPlaceConfig, PickPlacePlan, PickPlacePlanner)
 from humanoid_inspection.manipulation.recovery import RecoveryError, plan_release, plan_rest
@@ -87,6 +87,9 @@ PARAMS = (
     Param('part_height_m', 0.04, 'carried-part box along the tcp z axis (m)', 0.001, 0.5),
     Param('part_min_width_m', 0.0, 'carried-part box along the closing axis: at least this (m; '
           'a part held by a wall reaches well beyond the opening)', 0.0, 0.5),
+    Param('carried_part_shrink_m', 0.005, 'a goal\'s object box (object_size_m) is carried '
+          'with each extent shrunk by twice this (m): a round part\'s box has corners the part '
+          'has not', 0.0, 0.05),
     Param('use_waist', 'auto', 'never | auto (arm, then arm + waist) | always'),
     Param('velocity_scale', 1.0, 'fraction of the joint velocity limits', 0.01, 1.0),
     Param('acceleration_scale', 1.0, 'fraction of the joint acceleration limits', 0.01, 1.0),
@@ -184,6 +187,7 @@ class ManipulationNode(Node):
             max_opening_m=cell.gripper.max_opening_m,
             part_depth_m=self.p['part_depth_m'], part_height_m=self.p['part_height_m'],
             part_min_width_m=self.p['part_min_width_m'],
+            carried_part_shrink_m=self.p['carried_part_shrink_m'],
             use_waist=self.p['use_waist'],
             joint_plan_timeout_s=self.p['joint_plan_timeout_s'],
             total_timeout_s=self.p['total_planning_timeout_s'],
@@ -303,13 +307,17 @@ class ManipulationNode(Node):
             pos, quat = _pose_fields(request.place_pose.pose)
             place = place_pose_from_fields(pos, quat, request.place_pose.header.frame_id,
                                            self.frames)
+            pos, quat = _pose_fields(request.object_pose.pose)
+            size = request.object_size_m
+            carried = carried_part_from_fields(pos, quat, request.object_pose.header.frame_id,
+                                               (size.x, size.y, size.z), self.frames)
         except InvalidGoalError as exc:
             return PickPlacePlan(ErrorCode.INVALID_GOAL, str(exc))
         q0, why = self._start_state()
         if q0 is None:
             return PickPlacePlan(ErrorCode.PLANNING_FAILED, f'no start state: {why}')
         with self._plan_lock:
-            return self.planner.plan(q0, grasps, place, request.arm)
+            return self.planner.plan(q0, grasps, place, request.arm, carried)
 
     def _on_plan_only(self, request, response):
         if not self._busy.acquire(blocking=False):
@@ -444,6 +452,12 @@ class ManipulationNode(Node):
                       grasped_finger_position: float = 0.0) -> Tuple[ErrorCode, str]:
         """Execute segments in turn (goal_handle None: no feedback / cancel)."""
         for segment in segments:
+            if segment.name == 'open':
+                # open from where the fingers hold the part, not wider than needed
+                positions, _ = self._measured()
+                finger = rd.GRIPPER_JOINTS[segment.side]
+                segment = self.planner.fit_release(
+                    segment, float(positions.get(finger, float('nan'))))
             parts = split_by_controller(segment.trajectory, self.controller_joints)
             if self._estop:
                 return ErrorCode.ESTOP, f'e-stop before {segment.name}'
