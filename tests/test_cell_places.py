@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from humanoid_inspection.cell.cycle import Grasp
-from humanoid_inspection.cell.places import PlaceTargets, Target, approach_axis, pose_matrix
+from humanoid_inspection.cell.places import (PlaceTargets, Target, approach_axis,
+                                             object_box_in_base, object_box_in_grasp,
+                                             pose_matrix)
 
 
 def _targets():
@@ -86,3 +88,28 @@ def test_the_part_centre_lands_on_the_target_centre():
     assert Grasp.from_json(grasp.to_json()).offset_xy == (0.04, 0.0)
     assert Grasp.from_json({k: v for k, v in grasp.to_json().items()
                             if k != 'offset_xy'}).offset_xy == (0.0, 0.0)
+
+
+def test_the_part_box_follows_the_grasp_into_the_fixture():
+    # The part's box (perception's, base frame) is kept relative to the grasp, so the box
+    # sent with the fixture pick is where the part was put: its centre on the seat centre.
+    places = _targets()
+    grasp = Grasp(0, 0.9, 0.02, (0.1, -0.5, -0.21), (0.0, 0.7071068, 0.0, 0.7071068),
+                  offset_xy=(0.04, 0.0))
+    box = pose_matrix((0.06, -0.5, -0.235), (0.0, 0.0, 0.3))      # centre 40 mm from the grasp
+    grasp.object_box = object_box_in_grasp(grasp, box, (0.12, 0.12, 0.03))
+    T, size = object_box_in_base(grasp)
+    np.testing.assert_allclose(T, box, atol=1e-6)
+    assert size == pytest.approx((0.12, 0.12, 0.03))
+    stored = Grasp.from_json(grasp.to_json())
+    assert stored.object_box == pytest.approx(grasp.object_box)
+    in_fixture, _ = object_box_in_base(places.fixture_grasp(stored))
+    world = places.world_T_base @ in_fixture
+    # the seat centre (0.6, 0.3) at 0.9; the box centre half its height above it
+    assert world[:3, 3] == pytest.approx([0.6, 0.3, 0.9 + 0.015], abs=1e-6)
+    np.testing.assert_allclose(in_fixture[:3, :3], box[:3, :3], atol=1e-6)
+    # unknown box: nothing sent (older records without the field, or a bad box)
+    assert object_box_in_base(Grasp.from_json({k: v for k, v in grasp.to_json().items()
+                                               if k != 'object_box'})) is None
+    assert object_box_in_grasp(grasp, box, (0.12, 0.0, 0.03)) == ()
+    assert object_box_in_grasp(grasp, np.full((4, 4), np.nan), (0.1, 0.1, 0.1)) == ()

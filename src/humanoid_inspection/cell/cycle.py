@@ -95,6 +95,10 @@ class Grasp:
     orientation: tuple       # quaternion x, y, z, w
     handle: Any = None       # service-specific data (e.g. the Affordance message)
     offset_xy: tuple = (0.0, 0.0)   # grasp point minus the part's centre, base frame x, y (m)
+    # the part's box in the grasp (TCP) frame: centre x, y, z (m), quaternion x, y, z, w,
+    # extents x, y, z (m); () = unknown. Fixed while held, so it follows the grasp wherever
+    # the part is put (the manipulation planner carries it as the part's collision box).
+    object_box: tuple = ()
 
     def to_json(self) -> dict:
         """JSON-serialisable form (for the record)."""
@@ -102,14 +106,16 @@ class Grasp:
                 'opening_m': float(self.opening_m),
                 'position': [float(v) for v in self.position],
                 'orientation': [float(v) for v in self.orientation],
-                'offset_xy': [float(v) for v in self.offset_xy]}
+                'offset_xy': [float(v) for v in self.offset_xy],
+                'object_box': [float(v) for v in self.object_box]}
 
     @staticmethod
     def from_json(data: dict) -> 'Grasp':
         """Inverse of to_json."""
         return Grasp(int(data['index']), float(data['score']), float(data['opening_m']),
                      tuple(data['position']), tuple(data['orientation']),
-                     offset_xy=tuple(data.get('offset_xy', (0.0, 0.0))))
+                     offset_xy=tuple(data.get('offset_xy', (0.0, 0.0))),
+                     object_box=tuple(data.get('object_box', ())))
 
 
 @dataclass

@@ -105,7 +105,43 @@ class PlaceTargets:
         pos, quat = self.place_pose('fixture', grasp)
         pos = pos - (self.base_T_world[:3, :3] @ np.array([0, 0, self.targets['fixture'].drop_m]))
         return Grasp(0, grasp.score, grasp.opening_m, tuple(pos), tuple(quat),
-                     offset_xy=tuple(grasp.offset_xy))
+                     offset_xy=tuple(grasp.offset_xy), object_box=tuple(grasp.object_box))
+
+
+def grasp_matrix(grasp: Grasp) -> np.ndarray:
+    """4x4 pose of the grasp (TCP) in the base frame."""
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_quat(np.asarray(grasp.orientation, float)).as_matrix()
+    T[:3, 3] = np.asarray(grasp.position, float)
+    return T
+
+
+def object_box_in_grasp(grasp: Grasp, box_pose: np.ndarray, size) -> tuple:
+    """Grasp.object_box of a part whose box (4x4 centre pose, base frame; extents) is known.
+
+    Returns:
+        (x, y, z, qx, qy, qz, qw, sx, sy, sz) in the grasp's TCP frame, or () when the box
+        is not finite or has a non-positive extent.
+    """
+    box_pose = np.asarray(box_pose, float)
+    size = np.asarray(size, float)
+    if box_pose.shape != (4, 4) or size.shape != (3,) or not np.all(np.isfinite(box_pose)) \
+            or not np.all(np.isfinite(size)) or np.any(size <= 0):
+        return ()
+    rel = np.linalg.solve(grasp_matrix(grasp), box_pose)
+    quat = Rotation.from_matrix(rel[:3, :3]).as_quat()
+    return tuple(float(v) for v in (*rel[:3, 3], *quat, *size))
+
+
+def object_box_in_base(grasp: Grasp):
+    """(4x4 centre pose in the base frame, extents) of grasp.object_box; None if unknown."""
+    box = np.asarray(grasp.object_box, float)
+    if box.shape != (10,) or not np.all(np.isfinite(box)):
+        return None
+    rel = np.eye(4)
+    rel[:3, :3] = Rotation.from_quat(box[3:7]).as_matrix()
+    rel[:3, 3] = box[:3]
+    return grasp_matrix(grasp) @ rel, tuple(float(v) for v in box[7:])
 
 
 def approach_axis(quat_xyzw) -> np.ndarray:

@@ -30,7 +30,8 @@ from sensor_msgs.msg import Image
 from humanoid_inspection.cell.cycle import (
     CellServices, CycleConfig, Grasp, Grasps, Inspection, InspectionCycle, MoveOutcome,
     PartSighting, Perception, ServiceUnavailable)
-from humanoid_inspection.cell.places import approach_axis
+from humanoid_inspection.cell.places import (approach_axis, object_box_in_base,
+                                             object_box_in_grasp)
 from humanoid_inspection.cell.records import RecordsStore
 from humanoid_inspection.nodes.conversions import ImageConversionError, image_to_numpy
 from humanoid_inspection.nodes.node_support import (
@@ -300,6 +301,10 @@ class RosCellServices(CellServices):
         cands = [c for c in resp.candidates.candidates if c.object_id == sighting.object_id] \
             if resp.success else []
         grasps = [affordance_to_grasp(i, c) for i, c in enumerate(cands)]
+        box = self._box_in_base(sighting.handle['detection'])
+        if box is not None:
+            for g in grasps:
+                g.object_box = object_box_in_grasp(g, *box)
         centre = sighting.handle['centre']
         if centre is not None:
             for g in grasps:
@@ -311,6 +316,24 @@ class RosCellServices(CellServices):
             f' (discarded: {a.discarded_no_depth} no depth, {a.discarded_too_wide} too wide, '
             f'{a.discarded_other} other)')
         return Grasps(grasps, compute, '' if grasps else empty_reason), unpaired
+
+    def _box_in_base(self, detection):
+        """(4x4 pose, extents) of the detection's oriented box in the base frame, or None.
+
+        The camera pose is the rest pose's (as _centre_in_base); the box becomes each grasp's
+        object_box, the part the manipulation planner carries after the grasp.
+        """
+        if self._centre_in_base(detection) is None:
+            return None
+        p, q, e = detection.pose.position, detection.pose.orientation, detection.size_m
+        from scipy.spatial.transform import Rotation
+        quat = np.array([q.x, q.y, q.z, q.w], float)
+        if not np.all(np.isfinite(quat)) or abs(np.linalg.norm(quat) - 1.0) > 1e-3:
+            return None
+        T = np.eye(4)
+        T[:3, :3] = Rotation.from_quat(quat).as_matrix()
+        T[:3, 3] = (p.x, p.y, p.z)
+        return self._camera_T @ T, (e.x, e.y, e.z)
 
     def _centre_in_base(self, detection) -> Optional[np.ndarray]:
         """The detection's 3D centroid in the base frame, the camera at the rest pose.
@@ -346,10 +369,21 @@ class RosCellServices(CellServices):
         return sighting.handle['grasps']
 
     def _run_pick_place(self, object_id: str, affordances, place_position, place_quat,
-                        what: str) -> MoveOutcome:
+                        what: str, carried: Optional[Grasp] = None) -> MoveOutcome:
+        """One pick_place goal; carried: the grasp whose object_box is the part's box."""
         client = self.node.pick_place_client
         self._ready(client, 'pick_place')
         goal = PickPlace.Goal()
+        box = object_box_in_base(carried) if carried is not None else None
+        if box is not None:
+            T, size = box
+            from scipy.spatial.transform import Rotation
+            qx, qy, qz, qw = Rotation.from_matrix(T[:3, :3]).as_quat()
+            goal.object_pose.header.frame_id = self.p['base_frame']
+            goal.object_pose.pose = Pose(
+                position=Point(x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
+                orientation=Quaternion(x=float(qx), y=float(qy), z=float(qz), w=float(qw)))
+            goal.object_size_m = Vector3(x=float(size[0]), y=float(size[1]), z=float(size[2]))
         goal.object_id = object_id
         goal.grasp_candidates = list(affordances)
         goal.place_pose = PoseStamped()
@@ -414,7 +448,7 @@ class RosCellServices(CellServices):
                 self.node.get_logger().warning(f'robot not at rest before the pick: {why}')
         pos, quat = self.places().place_pose(destination, grasps[0])
         out = self._run_pick_place(sighting.object_id, [g.handle for g in grasps], pos, quat,
-                                   f'{sighting.object_id} -> {destination}')
+                                   f'{sighting.object_id} -> {destination}', grasps[0])
         if out.error == 'grasp_failed' and out.arm in ('left', 'right') \
                 and self.p['park_after_handover']:
             # a failed grasp leaves the hand at the part: lift it away before the retry
@@ -436,13 +470,13 @@ class RosCellServices(CellServices):
             return MoveOutcome(False, 'invalid_goal', 'no grasp stored for the part in the '
                                'fixture')
         places = self.places()
-        from_fixture = grasp_to_affordance(places.fixture_grasp(grasp), self.p['base_frame'],
-                                           'fixture_part')
+        in_fixture = places.fixture_grasp(grasp)
+        from_fixture = grasp_to_affordance(in_fixture, self.p['base_frame'], 'fixture_part')
         planning = 0.0
         if destination not in self._via_table:
             pos, quat = places.place_pose(destination, grasp)
             out = self._run_pick_place('fixture_part', [from_fixture], pos, quat,
-                                       f'fixture -> {destination}')
+                                       f'fixture -> {destination}', in_fixture)
             if out.success or out.error not in REACH_ERRORS:
                 return out
             self.node.get_logger().info(
@@ -452,7 +486,7 @@ class RosCellServices(CellServices):
             planning = out.planning_time_s
         pos, quat = places.return_pose(grasp)
         first = self._run_pick_place('fixture_part', [from_fixture], pos, quat,
-                                     'fixture -> table hand-over spot')
+                                     'fixture -> table hand-over spot', in_fixture)
         planning += first.planning_time_s
         if not first.success:
             first.planning_time_s = planning
@@ -514,7 +548,7 @@ class RosCellServices(CellServices):
             self.node.get_logger().warning('part not found again on the hand-over spot; '
                                            'grasping where it was put')
             g = Grasp(0, grasp.score, grasp.opening_m, grasp.position, grasp.orientation,
-                      offset_xy=grasp.offset_xy)
+                      offset_xy=grasp.offset_xy, object_box=grasp.object_box)
             g.handle = grasp_to_affordance(g, self.p['base_frame'], 'staged_part')
             candidates = [g]
         remaining = list(candidates)
@@ -526,7 +560,7 @@ class RosCellServices(CellServices):
             pos, quat = places.place_pose(destination, remaining[0])
             out = self._run_pick_place(remaining[0].handle.object_id or 'staged_part',
                                        [g.handle for g in remaining], pos, quat,
-                                       f'table hand-over spot -> {destination}')
+                                       f'table hand-over spot -> {destination}', remaining[0])
             planning += out.planning_time_s
             if out.success or out.error != 'grasp_failed':
                 break
