@@ -175,6 +175,9 @@ class Cell:
         out = {}
         z_before = sim.part_pose(part_id)
         for seg in plan.segments:
+            if seg.name == 'open':      # as the manipulation node: from the measured finger
+                seg = self.planner.fit_release(
+                    seg, sim.joint_positions()[self.rd.GRIPPER_JOINTS[seg.side]])
             self.send(seg.trajectory)
             settle = float(self.mp['gripper_settle_s']) if seg.name == 'close' else 0.1
             self.run_for(seg.trajectory.duration + settle)
@@ -283,7 +286,8 @@ def try_part(seed, parts, index, max_attempts=3, verbose=True, pose=None, baseli
         place[:3, 3] = pos
         cands = [GraspCandidate(c.matrix(), c.opening_m, c.score) for c in remaining]
         t0 = time.perf_counter()
-        plan = cell.planner.plan(cell.q_now(), cands, place, '')
+        plan = cell.planner.plan(cell.q_now(), cands, place, '',
+                                 None if baseline else carried_box(det, T_base_cam))
         entry = {'plan_s': time.perf_counter() - t0, 'code': plan.error_code.name,
                  'message': plan.message[:300]}
         if not plan.success:
@@ -306,6 +310,14 @@ def try_part(seed, parts, index, max_attempts=3, verbose=True, pose=None, baseli
         remaining = remaining[plan.grasp_index + 1:]
     row['result'] = row['attempts'][-1]['result'] if row['attempts'] else 'no attempt'
     return row
+
+
+def carried_box(det, T_base_cam):
+    """The detection's oriented box in the base frame, as cell_manager sends it."""
+    from humanoid_inspection.manipulation.pick_place import CarriedPart
+    T_cam_obj = np.eye(4)
+    T_cam_obj[:3, :3], T_cam_obj[:3, 3] = det.obb_rotation, det.centroid_m
+    return CarriedPart(T_base_cam @ T_cam_obj, tuple(float(v) for v in det.obb_extent_m))
 
 
 def _quat(R):
