@@ -61,7 +61,7 @@ class FakeCellServers:
     the other nodes are tested on their own; the end-to-end test uses the real ones.
     """
 
-    def __init__(self, node, parts):
+    def __init__(self, node, parts, camera_T=None):
         import numpy as np
         from humanoid_inspection_interfaces.action import InspectPart, PickPlace
         from humanoid_inspection_interfaces.msg import DetectionArray
@@ -70,7 +70,11 @@ class FakeCellServers:
         from rclpy.callback_groups import ReentrantCallbackGroup
         self.np = np
         self.node = node
-        self.table = list(parts)        # dicts: id, defective, grasp_failures
+        # dicts: id, slot, grasp_failures; optional score, too_wide (affordance finds no
+        # grasp), unpaired_calls (affordance answers 'no depth pair' that many times first)
+        self.table = list(parts)
+        self.camera_T = camera_T        # base <- camera: detections get 3D boxes on the table
+        self.predict_calls = []
         self.fixture = None
         self.bins = {}
         self.place_goals = []
@@ -98,13 +102,39 @@ class FakeCellServers:
         msg = DetectionArray()
         msg.header.stamp = self.node.get_clock().now().to_msg()
         for i, p in enumerate(self.table):
-            msg.detections.append(Detection(id=f'obj_{i}', class_id='hub', score=0.9,
-                                            center_x_px=100.0 + 120 * p['slot'],
-                                            center_y_px=300.0))
+            d = Detection(id=f'obj_{i}', class_id='hub', score=p.get('score', 0.9),
+                          center_x_px=100.0 + 120 * p['slot'], center_y_px=300.0)
+            if self.camera_T is not None:
+                c = self.np.linalg.solve(self.camera_T, self.np.r_[self.box_centre(p), 1.0])
+                d.has_3d = True
+                d.pose.position.x, d.pose.position.y, d.pose.position.z = (float(v)
+                                                                           for v in c[:3])
+                d.pose.orientation.w = 1.0
+                d.size_m.x, d.size_m.y, d.size_m.z = 0.1, 0.1, 0.03
+            msg.detections.append(d)
         self.det_pub.publish(msg)
+
+    @staticmethod
+    def box_centre(part):
+        """Base-frame centre of a part's 3D box: on the table at its slot."""
+        from humanoid_inspection.cell_geometry import load_cell
+        cell = load_cell()
+        x, y = cell.table.part_slots[part['slot']]
+        return cell.world_to_base((x, y, cell.table.top_z + 0.015))
 
     def _predict(self, req, resp):
         from humanoid_inspection_interfaces.msg import Affordance
+        self.predict_calls.append(req.object_id)
+        if self.camera_T is not None:
+            part = self.table[int(req.object_id.split('_')[-1])]
+            if part.get('unpaired_calls', 0) > 0:
+                part['unpaired_calls'] -= 1
+                resp.success, resp.message = False, 'the detections have no depth pair'
+                return resp
+            if part.get('too_wide'):
+                resp.success, resp.message = False, 'no valid grasp candidate'
+                resp.candidates.discarded_too_wide = 2
+                return resp
         resp.success = True
         for i, _ in enumerate(self.table):
             for k in range(2):
@@ -193,6 +223,49 @@ def test_cycle_over_fake_servers_records_every_part(launch_nodes, ros_client, tm
     assert recs[0].grasp_attempts == 2
     assert recs[1].defects[0]['box_xyxy'] == [3, 4, 9, 10]
     assert all((store.root / x.radiograph_path).is_file() for x in recs)
+
+
+def test_a_part_chosen_later_is_found_again_when_its_detections_had_no_depth(
+        launch_nodes, ros_client, tmp_path):
+    # C-1 (best score) has no grasp and is skipped; C-2 is then chosen from a look whose
+    # grasps were not asked for yet, and affordance has no depth frame for those detections:
+    # cell_manager finds C-2 again in newer detections (by its centre) instead of recording
+    # no_grasp. Every pick_place goal carries the part's 3D box.
+    import numpy as np
+    from humanoid_inspection.affordance.camera_pose import CameraPoseFK
+    from humanoid_inspection.cell.records import RecordsStore
+    from humanoid_inspection.cell_geometry import load_cell
+    camera_T = CameraPoseFK.from_project().camera_in_base(
+        dict(load_cell().robot.standing_pose))
+    fake = FakeCellServers(ros_client.node, [
+        {'id': 'C-1', 'slot': 0, 'grasp_failures': 0, 'score': 0.95, 'too_wide': True},
+        {'id': 'C-2', 'slot': 1, 'grasp_failures': 0, 'unpaired_calls': 1}], camera_T)
+    db = tmp_path / 'cell.db'
+    stack = launch_nodes(['cell_manager'], params={'cell_manager': {
+        'records_db': str(db), 'perception_timeout_s': 5.0, 'affordance_retry_s': 10.0,
+        'handover_destinations': ['none']}})
+    result, _ = _send_goal(ros_client, 0)
+    stack.check_alive()
+    r = result.result
+    assert list(r.part_ids)[-1] == 'C-2' and len(r.part_ids) == 2, r.message
+    recs = RecordsStore(db).all()
+    assert [x.outcome for x in recs] == ['no_grasp', 'accepted']
+    assert 'no depth pair' not in (recs[1].failure_reason or '')
+    assert fake.predict_calls.count('obj_1') >= 2       # unpaired once, then found again
+    # the goals carry the part's box: from the table, where perception saw it
+    table_goal = fake.place_goals[0]
+    assert table_goal.object_pose.header.frame_id == 'base_link'
+    p = table_goal.object_pose.pose.position
+    np.testing.assert_allclose([p.x, p.y, p.z],
+                               FakeCellServers.box_centre({'slot': 1}), atol=1e-4)
+    size = table_goal.object_size_m
+    np.testing.assert_allclose([size.x, size.y, size.z], [0.1, 0.1, 0.03], atol=1e-6)
+    # from the fixture: the same box, where the part was put (above the seat)
+    out = fake.place_goals[1]
+    assert out.object_id == 'fixture_part' and out.object_size_m.x == pytest.approx(0.1)
+    cell = load_cell()
+    seat = cell.world_to_base(cell.xray_cabinet.fixture.pose.xyz)
+    assert out.object_pose.pose.position.z > seat[2]
 
 
 def test_ground_truth_entry_of_a_part():

@@ -365,8 +365,47 @@ class RosCellServices(CellServices):
 
     def predict_grasps(self, sighting: PartSighting) -> Grasps:
         if sighting.handle['grasps'] is None:
-            sighting.handle['grasps'], _ = self._predict(sighting)
+            sighting.handle['grasps'], unpaired = self._predict(sighting)
+            if unpaired:
+                self._predict_newer(sighting)
         return sighting.handle['grasps']
+
+    def _predict_newer(self, sighting: PartSighting) -> None:
+        """Affordance had no depth frame for sighting's detections: the same part, newer ones.
+
+        Up to affordance_retry_s, newer detections are taken and the part is found again in
+        them by its centre (within handover_search_m); sighting then names that detection and
+        holds its grasps. (perceive() does this for the best part; this is for a part chosen
+        later, whose grasps are asked for only now: demo-final3 lost obj_4 as no_grasp after a
+        13 s gap in affordance's depth pairs.)
+        """
+        centre = sighting.handle['centre']
+        if centre is None:
+            return
+        retry_until = time.monotonic() + self.p['affordance_retry_s']
+        stamp = _stamp_s(sighting.handle['stamp'])
+        while time.monotonic() < retry_until:
+            self.node.get_logger().info(
+                f'detections of {stamp:.3f} s not paired with depth by affordance; looking '
+                f'for {sighting.object_id} in newer ones')
+            try:
+                seen, stamp, first_unpaired = self._perceive_once(stamp + 1e-6)
+            except ServiceUnavailable:
+                return
+            near = [(float(np.hypot(*(s.handle['centre'][:2] - centre[:2]))), s)
+                    for s in seen.sightings if s.handle['centre'] is not None]
+            near = [(d, s) for d, s in near if d <= self.p['handover_search_m']]
+            if not near:
+                continue
+            found = min(near, key=lambda x: x[0])[1]
+            # the best part's grasps come with the look (and first_unpaired with them)
+            unpaired = first_unpaired if found is seen.sightings[0] else False
+            if found.handle['grasps'] is None:
+                found.handle['grasps'], unpaired = self._predict(found)
+            sighting.object_id, sighting.pixel_xy = found.object_id, found.pixel_xy
+            sighting.handle = found.handle
+            if not unpaired:
+                return
 
     def _run_pick_place(self, object_id: str, affordances, place_position, place_quat,
                         what: str, carried: Optional[Grasp] = None) -> MoveOutcome:
