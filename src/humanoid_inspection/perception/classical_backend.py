@@ -3,7 +3,8 @@
 Pipeline per frame (no ROS, no learned weights):
 1. validate the frame (rgbd.validate_frame) -- bad input gives a diagnostic, never a guess;
 2. fit the support plane (table top) with RANSAC on a strided grid of depth points, refine by
-   least squares on its inliers; the plane's normal is oriented towards the camera;
+   least squares on its inliers; the plane's normal is oriented towards the camera; of the
+   large parallel planes (table, floor) the nearest to the camera is the support;
 3. height of every pixel above that plane; candidate pixels are those between min_height_m
    and max_height_m inside the image region covered by the plane (convex hull of its
    inliers), plus low pixels (>= color_min_height_m) whose colour differs from the table's
@@ -100,6 +101,48 @@ def fit_plane_ransac(points: np.ndarray, iterations: int, threshold: float,
     return plane
 
 
+def fit_support_plane(points: np.ndarray, iterations: int, threshold: float,
+                      sample_points: int, rng: np.random.Generator, min_fraction: float,
+                      max_planes: int = 3, max_tilt_deg: float = 15.0) -> Optional[np.ndarray]:
+    """The support plane: the nearest to the camera of the large planes parallel to the largest.
+
+    A head camera looking down at a table also sees the floor beside and beyond it, as large
+    as the table top or larger when parts cover the table (seed 3 of the cell: floor 45.1 %,
+    table 44.0 % of the depth points); the largest plane alone was then the floor, and every
+    part was "not on the table". Planes are peeled off one by one (RANSAC on the points the
+    earlier ones left), and among those parallel to the first (within max_tilt_deg) that hold
+    at least min_fraction of all points, the nearest one (smallest d) is the support.
+
+    Args:
+        points: (N, 3) finite points.
+        iterations, threshold, sample_points, rng: as fit_plane_ransac.
+        min_fraction: smallest share of all points a support plane holds.
+        max_planes: planes peeled off at most.
+        max_tilt_deg: largest angle between a candidate's normal and the first plane's.
+
+    Returns:
+        The plane (n, d) with d >= 0, or None as fit_plane_ransac.
+    """
+    first = fit_plane_ransac(points, iterations, threshold, sample_points, rng)
+    if first is None:
+        return None
+    best = first
+    rest = points[np.abs(points @ first[:3] + first[3]) >= threshold]
+    cos_max = np.cos(np.radians(max_tilt_deg))
+    for _ in range(max_planes - 1):
+        if len(rest) < max(3, min_fraction * len(points)):
+            break
+        plane = fit_plane_ransac(rest, iterations, threshold, sample_points, rng)
+        if plane is None:
+            break
+        inliers = np.abs(rest @ plane[:3] + plane[3]) < threshold
+        if inliers.sum() >= min_fraction * len(points) and \
+                abs(float(plane[:3] @ first[:3])) >= cos_max and plane[3] < best[3]:
+            best = plane
+        rest = rest[~inliers]
+    return best
+
+
 class ClassicalBackend:
     """Detects parts standing on a support plane in registered RGB-D frames."""
 
@@ -136,8 +179,8 @@ class ClassicalBackend:
         pts = backproject_image(depth_m[::s, ::s], _strided(intrinsics, s))
         valid = ~np.isnan(pts[..., 2])
         rng = np.random.default_rng(cfg.seed)
-        plane = fit_plane_ransac(pts[valid], cfg.ransac_iterations, cfg.ransac_threshold_m,
-                                 cfg.ransac_sample_points, rng)
+        plane = fit_support_plane(pts[valid], cfg.ransac_iterations, cfg.ransac_threshold_m,
+                                  cfg.ransac_sample_points, rng, cfg.min_plane_fraction)
         timings['plane_ms'] = (time.perf_counter() - t0) * 1e3
         if plane is None:
             return PerceptionResult(diagnostic='no support plane found (too few depth points)',
