@@ -2,7 +2,8 @@
 
 Baseline in the same run, per part: the same pick with the settings before the seed-7 fixes
 (manipulation open_margin_m 0.02 on top of the candidate opening, wall-grasp landing zones
-from the run's edge, the grasp point rather than the part centre on the seat).
+from the run's edge, the grasp point rather than the part centre on the seat, a 4 cm box at
+the TCP as the carried part instead of the detection's box).
 
 What the demo does for one part, scripted (seconds per part instead of minutes per demo):
 the cell of `--seed` (mujoco_sim's plan_parts, defect fraction 0.5 like the demo) is built and
