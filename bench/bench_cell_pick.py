@@ -3,7 +3,8 @@
 Baseline in the same run, per part: the same pick with the settings before the seed-7 fixes
 (manipulation open_margin_m 0.02 on top of the candidate opening, wall-grasp landing zones
 from the run's edge, the grasp point rather than the part centre on the seat, a 4 cm box at
-the TCP as the carried part instead of the detection's box).
+the TCP as the carried part instead of the detection's box, the full 20 mm footprint margin
+for parts almost as wide as the gripper opens).
 
 What the demo does for one part, scripted (seconds per part instead of minutes per demo):
 the cell of `--seed` (mujoco_sim's plan_parts, defect fraction 0.5 like the demo) is built and
@@ -95,7 +96,9 @@ class Cell:
         self.grasp_cfg = (_before_fixes_grasp_config() if baseline else GraspConfig)(
             max_opening_m=ap['max_opening_m'] or g.max_opening_m,
             finger_length_m=ap['finger_length_m'] or g.finger_length_m,
-            opening_margin_m=ap['opening_margin_m'], default_opening_m=ap['default_opening_m'],
+            opening_margin_m=ap['opening_margin_m'],
+            min_opening_margin_m=ap['opening_margin_m'] if baseline
+            else ap['min_opening_margin_m'], default_opening_m=ap['default_opening_m'],
             wall_grasps=ap['wall_grasps'], wall_opening_margin_m=ap['wall_opening_margin_m'],
             fingertip_below_tcp_m=ap['fingertip_below_tcp_m'],
             tip_clearance_m=ap['tip_clearance_m'])

@@ -143,3 +143,28 @@ def test_to_frame_and_quaternion(scene):
                   [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
                   [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
     assert R == pytest.approx(m0.rotation, abs=1e-9)
+
+
+@pytest.mark.parametrize('width,grasped', [(0.086, True), (0.093, False)])
+def test_part_almost_as_wide_as_the_gripper_is_grasped_with_the_opening_left(width, grasped):
+    # 20 mm of margin would make an 86 mm part too wide for the 100 mm gripper; down to
+    # min_opening_margin_m (10 mm) the footprint grasp takes the opening that is left. A 93 mm
+    # part would leave 7 mm: too little, still discarded as too wide.
+    from humanoid_inspection.affordance.grasp import footprint_margin
+    part = BoxPart((0.0, 0.0), (width, 0.07, 0.04))
+    frame = render_scene([part], default_camera_pose())
+    (det,) = ClassicalBackend().detect(frame.color, frame.depth, frame.intrinsics).detections
+    cfg = GraspConfig(max_opening_m=0.10, wall_grasps=False)
+    grasps = grasps_for_detection(det, depth_to_metres(frame.depth), frame.intrinsics, cfg)
+    across = [c for c in grasps.candidates if c.kind == 'major_centre']
+    if grasped:
+        assert len(across) == 1 and across[0].opening_m == pytest.approx(0.10)
+    else:
+        assert not across and grasps.discarded_too_wide >= 1
+    # the narrow side keeps the full margin
+    narrow = [c for c in grasps.candidates if c.kind == 'minor_centre']
+    assert narrow and narrow[0].opening_m == pytest.approx(0.07 + 0.02, abs=0.004)
+    assert footprint_margin(0.05, cfg) == cfg.opening_margin_m
+    assert footprint_margin(0.085, cfg) == pytest.approx(0.015)
+    assert footprint_margin(0.095, cfg) == cfg.opening_margin_m      # left to _candidate
+    assert footprint_margin(float('nan'), cfg) == cfg.opening_margin_m

@@ -49,6 +49,10 @@ class GraspConfig:
     max_opening_m: float = 0.10
     finger_length_m: float = 0.06
     opening_margin_m: float = 0.02
+    # a part almost as wide as the gripper opens is still grasped across its footprint with
+    # the opening that is left, down to this margin (5 mm a side; perception's centroids are
+    # within ~1 mm): the 87 mm hub-001005 had no grasp at all with 20 mm
+    min_opening_margin_m: float = 0.01
     default_opening_m: float = 0.06
     min_valid_depth_fraction: float = 0.2
     ring_inner_px: int = 4
@@ -322,9 +326,10 @@ def grasps_from_mask(object_id: str, mask: np.ndarray, depth_m: np.ndarray,
         if kind.startswith('minor_shift'):
             opening = obj.width_through(centre, closing)
         tcp = None
+        margin = footprint_margin(opening, cfg)
         if hm is not None and np.isfinite(opening) and \
-                opening + cfg.opening_margin_m <= cfg.max_opening_m:
-            landing = _landing_height(hm, centre, closing, opening + cfg.opening_margin_m, cfg)
+                opening + margin <= cfg.max_opening_m:
+            landing = _landing_height(hm, centre, closing, opening + margin, cfg)
             if landing >= obj.top - 0.001:
                 result.discarded_other += 1
                 result.diagnostic = _join(result.diagnostic, f'{object_id}: {kind}: a finger '
@@ -332,7 +337,7 @@ def grasps_from_mask(object_id: str, mask: np.ndarray, depth_m: np.ndarray,
                 continue
             tcp = max(obj.grasp_height(cfg.finger_length_m), cfg.lowest_tcp(landing))
         _candidate(object_id, obj, centre, closing, opening, factor, frac, cfg, centre_px,
-                   kind, result, tcp)
+                   kind, result, tcp, margin)
     if hm is not None and cfg.wall_grasps:
         centre_ab = hm.plane_coords(obj.centre_on_plane)[0]
         for w in find_wall_grasps(hm, cfg.wall_params(), centre_ab):
@@ -343,6 +348,15 @@ def grasps_from_mask(object_id: str, mask: np.ndarray, depth_m: np.ndarray,
                        w.tip_height_m + cfg.fingertip_below_tcp_m, cfg.wall_opening_margin_m)
     result.candidates = rank(result.candidates)
     return result
+
+
+def footprint_margin(width: float, cfg: GraspConfig) -> float:
+    """Opening added to a footprint width: opening_margin_m, or what is left of the gripper's
+    maximum opening when that is between min_opening_margin_m and opening_margin_m."""
+    if not np.isfinite(width) or width + cfg.opening_margin_m <= cfg.max_opening_m:
+        return cfg.opening_margin_m
+    left = cfg.max_opening_m - width
+    return float(left) if left >= cfg.min_opening_margin_m else cfg.opening_margin_m
 
 
 def _join(a: str, b: str) -> str:

@@ -64,6 +64,8 @@ PARAMS = (
     Param('max_opening_m', 0.0, 'gripper max opening (m), 0 = cell.yaml', 0.0, 1.0),
     Param('finger_length_m', 0.0, 'finger length (m), 0 = cell.yaml', 0.0, 1.0),
     Param('opening_margin_m', 0.02, 'opening added to the object width (m)', 0.0, 0.2),
+    Param('min_opening_margin_m', 0.01, 'a part almost as wide as the gripper opens is grasped '
+          'across its footprint with the opening left, down to this margin (m)', 0.0, 0.2),
     Param('default_opening_m', 0.06, 'opening for VLM points without a mask (m)', 0.0, 1.0),
     Param('max_candidates_per_object', 4, 'keep at most this many per object', 1, 100),
     Param('wall_grasps', True, 'also pinch grasps across walls/rims/webs (parts too wide)'),
@@ -163,6 +165,7 @@ class AffordanceNode(Node):
             finger = finger if finger > 0 else gripper.finger_length_m
         return GraspConfig(max_opening_m=max_open, finger_length_m=finger,
                            opening_margin_m=self.p['opening_margin_m'],
+                           min_opening_margin_m=self.p['min_opening_margin_m'],
                            default_opening_m=self.p['default_opening_m'],
                            wall_grasps=self.p['wall_grasps'],
                            wall_opening_margin_m=self.p['wall_opening_margin_m'],
