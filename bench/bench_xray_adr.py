@@ -77,6 +77,7 @@ def main(argv=None) -> int:
             results[name] = {
                 'latency': lat, 'load_average_1_5_15': [round(v, 2) for v in os.getloadavg()],
                 'ap50': q['ap50'], 'ap50_95': q['ap50_95'],
+                'ap50_per_class': q['ap50_per_class'], 'map50_per_class': q['map50_per_class'],
                 'recall': op['recall'], 'recall_ge_1mm': op['recall_ge_1mm'],
                 'false_alarms_per_image': op['false_alarms_per_image'],
                 'recall_by_kind': op['recall_by_kind'], 'recall_by_size': op['recall_by_size'],
@@ -86,7 +87,8 @@ def main(argv=None) -> int:
                 'at_0.2_false_alarms_per_image': {
                     k: q['operating_point_fa_0.2'][k] for k in
                     ('min_score', 'recall', 'recall_ge_1mm', 'false_alarms_per_image')}}
-            print(f'  AP50 {q["ap50"]:.3f}  AP50:95 {q["ap50_95"]:.3f}  recall {op["recall"]:.3f}'
+            print(f'  AP50 {q["ap50"]:.3f}  AP50:95 {q["ap50_95"]:.3f}  per-class mAP50 '
+                  f'{q["map50_per_class"]:.3f}  recall {op["recall"]:.3f}'
                   f'  recall>=1mm {op["recall_ge_1mm"]:.3f}  FA/img '
                   f'{op["false_alarms_per_image"]:.2f}  escape '
                   f'{q["part_level"]["escape_rate"]:.3f}  false-reject '

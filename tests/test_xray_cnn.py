@@ -95,29 +95,39 @@ def test_save_load_round_trip(tmp_path):
 
 def test_training_labels_ignore_invisible_defects(monkeypatch):
     from humanoid_inspection.xray import metrics
-    patches, labels, boxes = simulate_training_set(2, 0, 1024, 1.0, progress=False)
+    data = simulate_training_set(2, 0, 1024, 1.0, progress=False)
+    patches, labels, boxes = data.patches, data.labels, data.boxes
     assert patches.shape[1:] == (PATCH_CHANNELS, PATCH_PX, PATCH_PX)
+    # the refiner's samples: one set per visible defect and per candidate on one
+    n = len(data.refine_sides)
+    assert n > 0 and data.refine_crops.shape[0] == n and data.refine_scale.shape == (n,)
+    assert set(np.unique(data.refine_scale)) <= {1.0, 2.0, 4.0}
     assert set(np.unique(labels)) <= set(range(len(CLASSES))) | {IGNORE}
     positive = labels > 0
     assert positive.any() and np.all(np.isfinite(boxes[positive]))
     assert np.all(np.exp(boxes[positive]) - BOX_LOG_OFFSET > 0)
     # with a visibility bound above every contrast, no candidate is labelled a defect
     monkeypatch.setattr(metrics, 'VISIBLE_CONTRAST', 10.0)
-    _, hidden, _ = simulate_training_set(2, 0, 1024, 1.0, progress=False)
-    assert not (hidden > 0).any()
+    hidden_set = simulate_training_set(2, 0, 1024, 1.0, progress=False)
+    hidden = hidden_set.labels
+    assert not (hidden > 0).any() and len(hidden_set.refine_sides) == 0
     assert np.array_equal(hidden == IGNORE, (labels == IGNORE) | positive)
 
 
 def test_tiny_training_run_is_reproducible(tmp_path, capsys):
     args = ['xray-train', '--images', '1', '--size', '1024', '--epochs', '1', '--batch', '32',
-            '--width', '8', '--quiet']
+            '--width', '8', '--refine-epochs', '2', '--quiet']
     assert cli.main(args + ['--out', str(tmp_path / 'a.pt')]) == 0
     first = json.loads(capsys.readouterr().out)
     assert cli.main(args + ['--out', str(tmp_path / 'b.pt')]) == 0
     second = json.loads(capsys.readouterr().out)
     assert first['final_loss'] == second['final_loss']
+    assert first['refine_final_loss'] == second['refine_final_loss']
     a, b = load_model(tmp_path / 'a.pt'), load_model(tmp_path / 'b.pt')
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    for (ka, va), (kb, vb) in zip(a.box_refiner.state_dict().items(),
+                                  b.box_refiner.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
 
 
@@ -126,6 +136,8 @@ def test_train_cli_refuses_bad_arguments(capsys):
     assert '--epochs must be positive' in capsys.readouterr().err
     assert cli.main(['xray-train', '--negatives', '1.5']) == 2
     assert '--negatives' in capsys.readouterr().err
+    assert cli.main(['xray-train', '--refine-epochs', '-1']) == 2
+    assert '--refine-epochs' in capsys.readouterr().err
 
 
 def test_detection_leaves_the_thread_settings_as_they_were():

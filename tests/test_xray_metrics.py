@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from humanoid_inspection.xray.metrics import (
-    ImageRecord, ap50_95, average_precision, centre_match_matrix, iou_matrix, operating_point,
-    part_level_rates, size_bin)
+    ImageRecord, ap50_95, ap_per_class, average_precision, centre_match_matrix, iou_matrix,
+    operating_point, part_level_rates, size_bin)
 
 
 def rec(pred, scores, gt, kinds=(), sizes=()):
@@ -49,6 +49,21 @@ def test_iou_threshold_sensitivity_in_ap50_95():
     r = rec([pred], [0.9], [gt])
     assert iou_matrix([pred], [gt])[0, 0] == pytest.approx(0.68)
     assert ap50_95([r]) == pytest.approx(0.4)
+
+
+def test_per_class_ap_needs_the_right_kind():
+    # two pores and a crack, all boxed; one pore called a crack
+    gt = [[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 60, 50]]
+    r = ImageRecord(np.array(gt, float), [0.9, 0.8, 0.7], np.array(gt, float),
+                    ['gas_porosity', 'gas_porosity', 'crack'], [1.0, 1.0, 3.0],
+                    ['gas_porosity', 'crack', 'crack'])
+    assert average_precision([r], 0.5) == pytest.approx(1.0)      # class-agnostic
+    per = ap_per_class([r], 0.5)
+    assert list(per) == ['crack', 'gas_porosity']
+    # gas porosity: one of two found, precision 1 -> 51/101
+    assert per['gas_porosity'] == pytest.approx(51 / 101)
+    # crack: FP (0.8) ranked before the TP (0.7) -> precision 0.5 at recall 1
+    assert per['crack'] == pytest.approx(0.5)
 
 
 def test_duplicate_detection_is_a_false_positive():

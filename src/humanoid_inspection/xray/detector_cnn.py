@@ -13,8 +13,13 @@
    `min_score`; region = the residual flooded around the candidate (candidates.flood_region),
    clipped to the network's box grown by half; box = mean of the region's box and the
    network's (cracks: the region's, in-line pieces merged); a candidate inside an already
-   reported region is skipped; mask = the region mapped back to radiograph pixels; contrast
-   from the residual; size = Feret diameter of the region.
+   reported region is skipped, unless the network calls it a pore and it is a separate peak
+   (separate_peak: two touching pores of a cluster are two truth boxes); mask = the region
+   mapped back to radiograph pixels; contrast from the residual; size = Feret diameter of the
+   region.
+4. The box refiner stored in the same checkpoint (box_refiner.py) redraws every box from a
+   crop centred on the detection's candidate, at the scale where the box is <= 17 px (boxes
+   larger than 68 working px keep theirs).
 
 Cost: a few OpenCV passes at working resolution + one batched forward pass over the patches
 (about 1.5 MFLOP each). No ROS imports.
@@ -30,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from humanoid_inspection.xray.box_refiner import REFINE_PX, BoxRefiner, refine
 from humanoid_inspection.xray.candidates import (
     PATCH_CHANNELS, PATCH_PX, FrontEnd, FrontEndParams, compute_front_end, cv_threads,
     extract_patches, find_candidates, flood_region)
@@ -57,6 +63,12 @@ REGION_BOX_KINDS = ('crack',)
 # 2.5 / 3 / 4 / 5 gave AP50 0.506 / 0.517 / 0.516 / 0.511 and 0.78 / 0.43 / 0.34 / 0.31 false
 # alarms per image at 0.5: the faint candidates were mostly false alarms.
 MIN_PEAK = 4.0
+# a candidate inside the region of a reported detection is reported too when its kind is one
+# of SPLIT_KINDS, it lies at least SPLIT_MIN_PX from that detection's candidate and the signal
+# between them dips below SPLIT_SADDLE x its own peak (separate_peak): touching pores
+SPLIT_KINDS = ('gas_porosity',)
+SPLIT_MIN_PX = 3.0
+SPLIT_SADDLE = 0.8
 MERGE_GAP_PX = 12            # crack pieces closer than this (working px, ~1.8 mm) ...
 MERGE_MAX_ANGLE_DEG = 30.0   # ... and in line (axes and joining line within this) are one
 
@@ -91,18 +103,25 @@ class PatchNet(nn.Module):
 
 
 def save_model(model: PatchNet, path, meta: Optional[dict] = None,
-               front_end: Optional[FrontEndParams] = None) -> None:
-    """Save weights (float16), config, the front-end settings and training metadata."""
+               front_end: Optional[FrontEndParams] = None,
+               refiner: Optional[BoxRefiner] = None) -> None:
+    """Save weights (float16), config, the front-end settings, training metadata and the
+    optional box refiner (box_refiner.py) in one file."""
     state = half_state_dict(model)
     fe = (front_end or FrontEndParams()).__dict__
-    torch.save({'config': model.config, 'state_dict': state, 'meta': meta or {},
-                'classes': CLASSES, 'front_end': dict(fe), 'patch_px': PATCH_PX}, str(path))
+    ckpt = {'config': model.config, 'state_dict': state, 'meta': meta or {},
+            'classes': CLASSES, 'front_end': dict(fe), 'patch_px': PATCH_PX}
+    if refiner is not None:
+        ckpt['box_refiner'] = {'config': refiner.config, 'state_dict': half_state_dict(refiner),
+                               'refine_px': REFINE_PX}
+    torch.save(ckpt, str(path))
 
 
 def load_model(path=None) -> PatchNet:
     """Load a PatchNet saved by save_model (default: the committed weights).
 
-    The model gets `.meta` (training metadata) and `.front_end` (FrontEndParams).
+    The model gets `.meta` (training metadata), `.front_end` (FrontEndParams) and
+    `.box_refiner` (a BoxRefiner, or None when the file has none).
 
     Raises:
         FileNotFoundError: no file. ValueError: not a PatchNet checkpoint of these classes.
@@ -118,6 +137,18 @@ def load_model(path=None) -> PatchNet:
         raise ValueError(f'{path}: weights do not fit a PatchNet ({exc})') from exc
     model.meta = ckpt.get('meta', {})
     model.front_end = FrontEndParams(**ckpt.get('front_end', {}))
+    model.box_refiner = None
+    if 'box_refiner' in ckpt:
+        saved = ckpt['box_refiner']
+        if not isinstance(saved, dict) or saved.get('refine_px') != REFINE_PX:
+            raise ValueError(f'{path}: box refiner missing its config or not of '
+                             f'{REFINE_PX} px crops')
+        refiner = BoxRefiner(**saved['config'])
+        try:
+            refiner.load_state_dict(float_state_dict(saved['state_dict']))
+        except (RuntimeError, KeyError) as exc:
+            raise ValueError(f'{path}: weights do not fit a BoxRefiner ({exc})') from exc
+        model.box_refiner = refiner.eval()
     model.eval()
     return model
 
@@ -184,12 +215,15 @@ class CnnDetector:
     name = 'cnn'
 
     def __init__(self, weights=None, min_score: float = 0.05, max_detections: int = 100,
-                 min_peak: float = MIN_PEAK, model: Optional[PatchNet] = None):
+                 min_peak: float = MIN_PEAK, model: Optional[PatchNet] = None,
+                 refine_boxes: bool = True):
         """Args: weights path (default committed), lowest defect probability reported,
         most detections per radiograph, lowest |z| of a candidate shown to the network;
-        or an already built model."""
+        or an already built model; whether the checkpoint's box refiner (when it has one)
+        redraws the boxes of small detections."""
         self.model = model if model is not None else load_model(weights)
         self.model.eval()
+        self.refiner = getattr(self.model, 'box_refiner', None) if refine_boxes else None
         self.params = getattr(self.model, 'front_end', FrontEndParams())
         self.params = replace(self.params, peak_threshold=max(self.params.peak_threshold,
                                                               float(min_peak)))
@@ -225,7 +259,8 @@ class CnnDetector:
         boxes = boxes_from_distances(xs, ys, log_dist)
         order = np.argsort(-score, kind='stable')
         order = order[score[order] >= self.min_score]
-        taken = {1.0: np.zeros(fe.z.shape, bool), -1.0: np.zeros(fe.z.shape, bool)}
+        # owner[sign][y, x]: 1 + index in `found` of the detection whose region holds (x, y)
+        owner = {1.0: np.zeros(fe.z.shape, np.int32), -1.0: np.zeros(fe.z.shape, np.int32)}
         found = []
         for i in order:
             if len(found) >= self.max_detections:
@@ -234,27 +269,65 @@ class CnnDetector:
             kind_p = probs[i, 1:]
             kind = DEFECT_KINDS[int(np.argmax(kind_p))]
             sign = 1.0 if fe.z[y, x] > 0 else -1.0
-            if taken[sign][y, x]:
+            held_by = int(owner[sign][y, x])
+            if held_by and not (kind in SPLIT_KINDS and separate_peak(
+                    fe.z, sign, (x, y), found[held_by - 1]['centre'], SPLIT_MIN_PX,
+                    SPLIT_SADDLE)):
                 continue                  # another candidate of a defect already reported
             fraction, floor = FLOOD_SETTINGS.get(kind, FLOOD_SETTINGS['default'])
             x0, y0, mask = flood_region(fe.z, x, y, sign, fraction, floor, FLOOD_WINDOW_PX)
             if kind not in REGION_BOX_KINDS:
                 x0, y0, mask = clip_region(x0, y0, mask, boxes[i], x, y)
-            taken[sign][y0:y0 + mask.shape[0], x0:x0 + mask.shape[1]] |= mask
+            view = owner[sign][y0:y0 + mask.shape[0], x0:x0 + mask.shape[1]]
+            view[mask & (view == 0)] = len(found) + 1
             region_box = np.array([x0, y0, x0 + mask.shape[1], y0 + mask.shape[0]], float)
             if kind in REGION_BOX_KINDS:
                 box = region_box
             else:     # mean of the region's box and the network's box (measured: better)
                 box = 0.5 * (region_box + boxes[i])
             found.append({'x0': x0, 'y0': y0, 'mask': mask, 'box': box, 'sign': sign,
-                          'kind': kind, 'score': float(score[i]),
+                          'kind': kind, 'score': float(score[i]), 'centre': (x, y),
                           'features': {'class_probability':
                                        float(kind_p.max() / max(kind_p.sum(), 1e-6)),
                                        'z_peak': float(abs(fe.z[y, x]))}})
         found = merge_touching(found, REGION_BOX_KINDS, MERGE_GAP_PX, MERGE_MAX_ANGLE_DEG)
+        if self.refiner is not None and found:
+            refined = refine_small_boxes(self.refiner, fe, found)
+            for f, box in zip(found, refined):
+                f['box'] = box
         return sort_by_confidence([
             defect_from_region(fe, f['x0'], f['y0'], f['mask'], f['box'], f['sign'], f['kind'],
                                f['score'], mmpp_full, f['features']) for f in found])
+
+
+def separate_peak(z: np.ndarray, sign: float, peak, other, min_gap_px: float,
+                  saddle: float) -> bool:
+    """Whether the candidate `peak` (x, y) is a defect of its own beside the detection of the
+    candidate `other` whose region holds it: at least min_gap_px away, and sign x z dips
+    below saddle x its own value on the straight line between them (two touching pores of
+    a cluster: one truth box each)."""
+    (x, y), (ox, oy) = peak, other
+    dist = math.hypot(x - ox, y - oy)
+    if saddle <= 0 or dist < min_gap_px:
+        return False
+    n = int(math.ceil(dist)) + 1
+    cols = np.rint(np.linspace(x, ox, n)).astype(int)
+    rows = np.rint(np.linspace(y, oy, n)).astype(int)
+    return float((sign * z[rows, cols]).min()) < saddle * float(sign * z[y, x])
+
+
+def refine_small_boxes(refiner: BoxRefiner, fe: FrontEnd, found: list) -> np.ndarray:
+    """Boxes (N, 4) of the detections, those of small ones redrawn by the refiner (one
+    forward pass on one torch thread)."""
+    boxes = np.array([f['box'] for f in found], np.float32)
+    polarity = np.array([f['sign'] for f in found], np.float32)
+    centres = np.array([f['centre'] for f in found], int)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(PREDICT_THREADS)
+    try:
+        return refine(refiner, fe, boxes, polarity, centres)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def clip_region(x0: int, y0: int, mask: np.ndarray, box, x: int, y: int):

@@ -154,6 +154,29 @@ def average_precision(records: Sequence[ImageRecord], threshold: float = 0.5,
     return float(np.mean(sampled))
 
 
+def ap_per_class(records: Sequence[ImageRecord], threshold: float = 0.5) -> Dict[str, float]:
+    """COCO's per-category AP: for each defect kind with ground truth, the AP of the
+    predictions of that kind against the boxes of that kind (a box found with the wrong
+    kind is a miss and a false alarm). Its mean over the kinds is COCO's default 'AP';
+    the headline figures of this module are class-agnostic (average_precision).
+
+    Returns:
+        {kind: AP} for every kind that has ground truth (sorted).
+    """
+    kinds = sorted({k for r in records for k in r.gt_kinds if k})
+    out = {}
+    for kind in kinds:
+        subset = []
+        for r in records:
+            p = [i for i, k in enumerate(r.pred_kinds) if k == kind]
+            g = [j for j, k in enumerate(r.gt_kinds) if k == kind]
+            subset.append(ImageRecord(r.pred_boxes[p], r.pred_scores[p], r.gt_boxes[g],
+                                      [kind] * len(g), [r.gt_sizes_mm[j] for j in g],
+                                      [kind] * len(p), r.name))
+        out[kind] = average_precision(subset, threshold)
+    return out
+
+
 def ap50_95(records: Sequence[ImageRecord]) -> float:
     """Mean AP over IoU 0.50:0.05:0.95."""
     return float(np.mean([average_precision(records, t) for t in IOU_THRESHOLDS_COCO]))

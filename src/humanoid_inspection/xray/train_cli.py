@@ -13,7 +13,11 @@ Labels of a candidate (working pixel (x, y)):
   metrics.py) or when the candidate lies near a defect's box without touching its mask;
 - background otherwise (part structure, noise).
 
-The committed weights (about 20 min on the shared 2-core machine, docs/xray_inspection.md):
+Box refiner (box_refiner.py), trained after PatchNet in the same run: crops of z and S around
+every visible defect (from its box centre) and every candidate on one (from the candidate), at
+the scale its box calls for, with the box sides as targets (--refine-epochs, 0: none).
+
+The committed weights (about 20-30 min on the shared 2-core machine, docs/xray_inspection.md):
     humanoid-inspection xray-train --images 1200 --epochs 12 \
         --out src/humanoid_inspection/xray/models/adr_patchnet.pt
 
@@ -25,11 +29,13 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 TRAIN_SEED_BASE = 0
 IGNORE = -1
+REFINE_BATCH = 64          # box refiner batch (~10 k samples from 1200 radiographs)
 
 
 def label_candidates(fe, xs, ys, truth, visible_contrast: float):
@@ -93,36 +99,60 @@ def label_candidates(fe, xs, ys, truth, visible_contrast: float):
     return labels, box
 
 
+class TrainingSet(NamedTuple):
+    """What xray-train learns from (simulate_training_set).
+
+    Attributes:
+        patches: float16 (N, C, P, P) PatchNet inputs of the candidates.
+        labels: int64 (N,) class index per candidate (IGNORE: no loss).
+        boxes: float32 (N, 4) box log-distance targets (defect candidates).
+        refine_crops: float16 (M, 2, RAW_CROP_PX, RAW_CROP_PX) z/S crops around the small
+            visible defects (box_refiner.truth_samples).
+        refine_polarity: float32 (M,) +1 void, -1 inclusion.
+        refine_sides: float32 (M, 4) their box sides relative to the crop centre.
+        refine_scale: float32 (M,) the scale of each crop (box_refiner.REFINE_SCALES).
+    """
+
+    patches: np.ndarray
+    labels: np.ndarray
+    boxes: np.ndarray
+    refine_crops: np.ndarray
+    refine_polarity: np.ndarray
+    refine_sides: np.ndarray
+    refine_scale: np.ndarray
+
+
 def simulate_training_set(n_images: int, seed_base: int, size_px: int,
                           defect_probability: float, params=None, progress: bool = True,
-                          cache=None, negative_fraction: float = 1.0):
-    """Simulate radiographs and turn their candidates into (patches, labels, boxes).
+                          cache=None, negative_fraction: float = 1.0) -> TrainingSet:
+    """Simulate radiographs and turn their candidates and defects into a TrainingSet.
 
     Background candidates are kept with probability `negative_fraction` (seeded per image;
     the trainer weights them up by its inverse), defect candidates always.
-
-    Returns:
-        (patches float16 (N, C, P, P), labels int64 (N,), boxes float32 (N, 4)).
-        `cache`: optional .npz path reused when it holds the same set (same arguments).
+    `cache`: optional .npz path reused when it holds the same set (same arguments).
     """
     from tqdm import tqdm
 
+    from humanoid_inspection.xray.box_refiner import (
+        REFINE_VERSION, ScaledMaps, candidate_samples, truth_samples)
     from humanoid_inspection.xray.candidates import (
         PATCH_VERSION, FrontEndParams, compute_front_end, extract_patches, find_candidates)
     from humanoid_inspection.xray.detector import mm_per_px
+    from humanoid_inspection.xray.detector_cnn import BOX_LOG_OFFSET
     from humanoid_inspection.xray.metrics import VISIBLE_CONTRAST
     from humanoid_inspection.xray.phantoms import PART_FAMILIES, generate_part
     from humanoid_inspection.xray.simulator import XraySimConfig, simulate_radiograph
 
     params = params or FrontEndParams()
-    key = (f'v{PATCH_VERSION}-{n_images}-{seed_base}-{size_px}-{defect_probability}-'
-           f'{VISIBLE_CONTRAST}-{negative_fraction}-{sorted(params.__dict__.items())}')
+    key = (f'v{PATCH_VERSION}-r{REFINE_VERSION}-{n_images}-{seed_base}-{size_px}-'
+           f'{defect_probability}-{VISIBLE_CONTRAST}-{negative_fraction}-'
+           f'{sorted(params.__dict__.items())}')
     if cache is not None and Path(cache).is_file():
         data = np.load(cache)
         if str(data['key']) == key:
-            return data['patches'], data['labels'], data['boxes']
+            return TrainingSet(*(data[name] for name in TrainingSet._fields))
     config = XraySimConfig.for_size(size_px)
-    patches, labels, boxes = [], [], []
+    patches, labels, boxes, refine = [], [], [], []
     for i in tqdm(range(n_images), desc='simulate', disable=not progress, file=sys.stdout):
         seed = seed_base + i
         family = PART_FAMILIES[i % len(PART_FAMILIES)]
@@ -139,9 +169,14 @@ def simulate_training_set(n_images: int, seed_base: int, size_px: int,
         patches.append(extract_patches(fe, xs, ys, params.context_factor).astype(np.float16))
         labels.append(lab)
         boxes.append(box)
-    out = (np.concatenate(patches), np.concatenate(labels), np.concatenate(boxes))
+        maps = ScaledMaps(fe)
+        from_truth = truth_samples(fe, rad.truth, VISIBLE_CONTRAST, maps)
+        from_candidates = candidate_samples(fe, xs, ys, lab, box, BOX_LOG_OFFSET, maps)
+        refine.append([np.concatenate([a, b]) for a, b in zip(from_truth, from_candidates)])
+    out = TrainingSet(np.concatenate(patches), np.concatenate(labels), np.concatenate(boxes),
+                      *(np.concatenate([r[k] for r in refine]) for k in range(4)))
     if cache is not None:
-        np.savez(cache, key=np.array(key), patches=out[0], labels=out[1], boxes=out[2])
+        np.savez(cache, key=np.array(key), **out._asdict())
     return out
 
 
@@ -159,6 +194,59 @@ def dihedral(x, box, k: int):
     return np.ascontiguousarray(x), np.ascontiguousarray(box)
 
 
+def train_box_refiner(data: TrainingSet, args):
+    """Train the box refiner (box_refiner.py) on the training set's small visible defects.
+
+    Each step sees a batch of defects from crop centres jittered by up to MAX_JITTER_PX
+    (the detector's centre error) under one of the 8 flips/transposes; smooth-L1 loss on the
+    four sides (working pixels); AdamW + one-cycle LR; its own seeded generator, so the
+    PatchNet training before it is unchanged.
+
+    Returns:
+        (BoxRefiner in eval mode, {'refine_samples', 'refine_final_loss'}).
+    """
+    import torch
+    from tqdm import tqdm
+
+    from humanoid_inspection.xray.box_refiner import (
+        BoxRefiner, dihedral_sides, jittered_inputs)
+    rng = np.random.default_rng([args.seed, 1])
+    refiner = BoxRefiner(width=args.width)
+    n = len(data.refine_sides)
+    batch = min(REFINE_BATCH, max(1, n))
+    steps_per_epoch = max(1, n // batch)
+    total = steps_per_epoch * args.refine_epochs
+    opt = torch.optim.AdamW(refiner.parameters(), lr=args.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=total,
+                                                pct_start=0.1)
+    refiner.train()
+    losses = []
+    bar = tqdm(total=total if n else 0, desc='refiner', disable=args.quiet, file=sys.stdout,
+               mininterval=5.0)
+    for _ in range(args.refine_epochs if n else 0):
+        order = rng.permutation(n)
+        for s in range(steps_per_epoch):
+            idx = np.sort(order[s * batch:(s + 1) * batch])
+            x, t = jittered_inputs(data.refine_crops[idx], data.refine_polarity[idx],
+                                   data.refine_sides[idx], data.refine_scale[idx], rng)
+            x, t = dihedral_sides(x, t, int(rng.integers(8)))
+            loss = torch.nn.functional.smooth_l1_loss(refiner(torch.from_numpy(x)),
+                                                      torch.from_numpy(t), beta=0.5)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            bar.update(1)
+            if len(losses) % 50 == 0:
+                bar.set_postfix(loss=f'{np.mean(losses[-50:]):.4f}')
+    bar.close()
+    refiner.eval()
+    return refiner, {'refine_samples': int(n),
+                     'refine_final_loss': float(np.mean(losses[-100:])) if losses else
+                     float('nan')}
+
+
 def train(args) -> dict:
     """Run the training described by the parsed args; return a summary dict."""
     import torch
@@ -174,9 +262,10 @@ def train(args) -> dict:
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     params = FrontEndParams()
-    patches, labels, boxes = simulate_training_set(
+    data = simulate_training_set(
         args.images, args.seed_base, args.size, args.defect_probability, params,
         progress=not args.quiet, cache=args.cache, negative_fraction=args.negatives)
+    patches, labels, boxes = data.patches, data.labels, data.boxes
     t_sim = time.perf_counter() - t0
     used = np.nonzero(labels != IGNORE)[0]
     n_pos = int((labels[used] > 0).sum())
@@ -217,6 +306,7 @@ def train(args) -> dict:
             if len(losses) % 50 == 0:
                 bar.set_postfix(loss=f'{np.mean(losses[-50:]):.4f}')
     bar.close()
+    refiner, refine_meta = train_box_refiner(data, args) if args.refine_epochs else (None, {})
     t_total = time.perf_counter() - t0
     meta = {'command': 'humanoid-inspection xray-train ' + ' '.join(args.argv),
             'seed': args.seed, 'images': args.images, 'seed_base': args.seed_base,
@@ -224,13 +314,14 @@ def train(args) -> dict:
             'negatives_kept': args.negatives, 'candidates': int(len(labels)),
             'used': int(len(used)), 'positives': n_pos,
             'final_loss': float(np.mean(losses[-100:])) if losses else float('nan'),
+            'refine_epochs': args.refine_epochs, **refine_meta,
             'simulate_s': round(t_sim, 1), 'total_s': round(t_total, 1),
             'threads': args.threads, 'parameters': count_parameters(model),
             'torch': str(torch.__version__)}
     model.eval()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_model(model, out, meta, params)
+    save_model(model, out, meta, params, refiner)
     meta['weights'] = str(out)
     meta['weights_bytes'] = out.stat().st_size
     return meta
@@ -260,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help='cross-entropy weight of the defect classes (x the inverse of each '
                     "class' share of the defect candidates)")
     ap.add_argument('--box-weight', type=float, default=2.0, help='weight of the box loss')
+    ap.add_argument('--refine-epochs', type=int, default=40,
+                    help='epochs of the box refiner (box_refiner.py; 0: none)')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--cache', default=None,
@@ -283,6 +376,9 @@ def main(argv=None) -> int:
         if getattr(args, name) <= 0:
             print(f'xray-train: --{name} must be positive', file=sys.stderr)
             return 2
+    if args.refine_epochs < 0:
+        print('xray-train: --refine-epochs must not be negative', file=sys.stderr)
+        return 2
     if not 0 < args.negatives <= 1:
         print('xray-train: --negatives must lie in (0, 1]', file=sys.stderr)
         return 2
