@@ -36,6 +36,7 @@ setup(
         share('launch', '*.py'),
         share('config', '*.yaml'),
         share('config', '*.rviz'),
+        share('config', '*.xml'),
         share('urdf', '*.xacro'),
         share('worlds', '*.sdf'),
     ],

@@ -11,6 +11,11 @@ export PYTHONPATH="$_HI_IFACE/lib/python3.11/site-packages${PYTHONPATH:+:$PYTHON
 export LD_LIBRARY_PATH="$_HI_IFACE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+# Fast DDS: 16 MiB shared-memory segments (a depth image does not fit the default 512 KiB and
+# was lost as UDP fragments under load), UDP on loopback only; see the file's comment
+if [ "$ROS_AUTOMATIC_DISCOVERY_RANGE" = "LOCALHOST" ]; then
+  export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE:-$_HI_ROOT/config/fastdds_localhost.xml}"
+fi
 export MUJOCO_GL="${MUJOCO_GL:-osmesa}"
 export PYOPENGL_PLATFORM="${PYOPENGL_PLATFORM:-osmesa}"
 unset _HI_ROOT _HI_IFACE

@@ -22,11 +22,28 @@ from humanoid_inspection import launch_spec
 from humanoid_inspection.launch_spec import NodeSpec
 
 
+def fastdds_profile() -> Optional[Path]:
+    """config/fastdds_localhost.xml (large shared-memory segments, UDP on loopback), if found.
+
+    Fast DDS's default 512 KiB shared-memory segment cannot carry a 1.2 MB depth image: it
+    went as UDP fragments and was lost under load (see the file's comment).
+    """
+    try:
+        path = launch_spec.config_dir() / 'fastdds_localhost.xml'
+    except FileNotFoundError:
+        return None
+    return path if path.is_file() else None
+
+
 def ros_environment(domain_id: Optional[int] = None, base: Optional[Dict[str, str]] = None
                     ) -> Dict[str, str]:
     """A copy of the environment for node processes: loopback DDS, given domain, unbuffered."""
     env = dict(os.environ if base is None else base)
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    if env['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST':
+        profile = fastdds_profile()
+        if profile is not None:
+            env.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(profile))
     env.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
     env.setdefault('MUJOCO_GL', 'osmesa')
     env.setdefault('PYOPENGL_PLATFORM', env['MUJOCO_GL'])

@@ -95,7 +95,7 @@ def run_demo(parts: int, seed: int, out_dir: Path, record: Optional[Path] = None
     Raises:
         DemoError: missing nodes, a node that died, a timeout, a failed cycle.
     """
-    from humanoid_inspection.launcher import StackLauncher
+    from humanoid_inspection.launcher import StackLauncher, fastdds_profile
     specs = list(specs or launch_spec.ALL_NODES)
     check_stack(specs)
     out_dir = Path(out_dir).resolve()
@@ -104,6 +104,9 @@ def run_demo(parts: int, seed: int, out_dir: Path, record: Optional[Path] = None
     domain_id = domain_id if domain_id is not None else random.Random().randint(1, 50)
     os.environ['ROS_DOMAIN_ID'] = str(domain_id)
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    profile = fastdds_profile()     # this process's client too, not only the nodes
+    if profile is not None:
+        os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(profile))
     params = {'mujoco_sim': sim_params(parts, seed, defect_fraction),
               'cell_manager': {'records_db': str(db), 'ground_truth_service': 'sim/ground_truth',
                                # go on through every part so each one is inspected and its
