@@ -244,6 +244,22 @@ def test_release_opens_beyond_where_the_fingers_closed(planner, robot, cell, ope
     assert release.gripper_target - held > 0.0005
 
 
+def test_the_maximum_opening_sent_as_float32_is_valid(planner, robot, cell):
+    # Affordance.gripper_opening_m is float32: a grasp at the gripper's maximum opening (a part
+    # almost as wide as it opens) arrives as 0.10000000149 m; that is not "outside (0, 0.1]"
+    # (two parts of a demo were refused so), while a real excess still is.
+    grasp = table_grasp(cell, 2)
+    place = place_at(cell, cell.review.pose.xyz, grasp, 0.04)
+    max_open = planner.config.max_opening_m
+    as_float32 = float(np.float32(max_open))
+    assert as_float32 > max_open
+    assert planner.validate_goal([GraspCandidate(grasp, as_float32, 0.9)], place, '',
+                                 max_open) is None
+    why = planner.validate_goal([GraspCandidate(grasp, max_open + 0.001, 0.9)], place, '',
+                                max_open)
+    assert why is not None and 'opening' in why
+
+
 def test_release_is_fitted_to_the_measured_grip(planner, robot, cell):
     # A hub boss held at 31 mm of a 44 mm candidate: opening to 44 + 10 mm pushed the fingers
     # against the rim around the boss and the retreat lifted the hub out of the fixture. The

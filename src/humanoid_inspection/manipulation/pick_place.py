@@ -47,6 +47,9 @@ from humanoid_inspection.manipulation.time_parameterization import (TimedTraject
                                                                     _trapezoid_sample)
 
 
+FLOAT32_SLACK_M = 1e-6    # openings travel as float32 (Affordance.gripper_opening_m)
+
+
 class ErrorCode(enum.IntEnum):
     """Result codes; values equal the PickPlace.Result constants (PickPlace.action)."""
 
@@ -469,7 +472,9 @@ class PickPlacePlanner:
             why = check_target(g.pose)
             if why is not None:
                 return f'grasp candidate {k}: {why}'
-            if not np.isfinite(g.opening_m) or g.opening_m <= 0 or g.opening_m > max_opening:
+            # the message field is float32: the maximum opening itself arrives 1.5e-9 m over
+            if not np.isfinite(g.opening_m) or g.opening_m <= 0 or \
+                    g.opening_m > max_opening + FLOAT32_SLACK_M:
                 return (f'grasp candidate {k}: opening {g.opening_m} m outside (0, '
                         f'{max_opening}] m')
         why = check_target(place_pose)
