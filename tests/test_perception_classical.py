@@ -121,7 +121,8 @@ def test_bad_input_gives_diagnostic_never_detections(scene, case, match):
 def _plane_points(rng, normal, d, n, extent=0.6, noise=0.001):
     """n points on the plane normal . p + d = 0 (normal unit), spread over extent metres."""
     normal = np.asarray(normal, float) / np.linalg.norm(normal)
-    a = np.cross(normal, [1.0, 0.0, 0.0])
+    helper = [1.0, 0.0, 0.0] if abs(normal[0]) < 0.9 else [0.0, 1.0, 0.0]
+    a = np.cross(normal, helper)
     a /= np.linalg.norm(a)
     b = np.cross(normal, a)
     uv = rng.uniform(-extent, extent, size=(n, 2))
@@ -153,6 +154,7 @@ def test_support_plane_is_the_nearest_large_parallel_plane():
     assert plane[3] == pytest.approx(0.62, abs=0.01)
     # nor is a large nearer plane at a right angle to the first (a cabinet wall)
     wall = _plane_points(rng, [1.0, 0.0, 0.0], 0.3, 3000)
+    assert np.all(np.isfinite(wall))
     plane = fit_support_plane(np.vstack([floor, table, wall]), *args,
                               np.random.default_rng(0), 0.15)
     assert abs(plane[:3] @ (up / np.linalg.norm(up))) > 0.99
