@@ -565,10 +565,14 @@ class PickPlacePlanner:
                                              f'{np.degrees(roll):.0f} {group.name}: '
                                              f'{exc.message}'))
                             continue
+                        elapsed = time.perf_counter() - t0
+                        # the failed attempts before it say where planning time went
+                        tried = f'; after {len(failures)} failed: ' + '; '.join(
+                            m[:80] for _, m in failures[:3]) if failures else ''
                         return PickPlacePlan(
-                            ErrorCode.SUCCESS, f'planned with {group.name}, candidate {index}',
-                            side, group.name, index, segments, time.perf_counter() - t0,
-                            grasped, attempts)
+                            ErrorCode.SUCCESS, f'planned with {group.name}, candidate {index} '
+                            f'in {elapsed:.2f} s{tried}',
+                            side, group.name, index, segments, elapsed, grasped, attempts)
         return self._failed(failures, t0, attempts)
 
     @staticmethod
