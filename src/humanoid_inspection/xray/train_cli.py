@@ -194,6 +194,18 @@ def dihedral(x, box, k: int):
     return np.ascontiguousarray(x), np.ascontiguousarray(box)
 
 
+def _optimiser_step(opt, sched, loss, losses: list, bar) -> None:
+    """One optimiser + schedule step on loss; the loss is logged and shown every 50 steps."""
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
+    losses.append(float(loss.detach()))
+    bar.update(1)
+    if len(losses) % 50 == 0:
+        bar.set_postfix(loss=f'{np.mean(losses[-50:]):.4f}')
+
+
 def train_box_refiner(data: TrainingSet, args):
     """Train the box refiner (box_refiner.py) on the training set's small visible defects.
 
@@ -232,14 +244,7 @@ def train_box_refiner(data: TrainingSet, args):
             x, t = dihedral_sides(x, t, int(rng.integers(8)))
             loss = torch.nn.functional.smooth_l1_loss(refiner(torch.from_numpy(x)),
                                                       torch.from_numpy(t), beta=0.5)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-            bar.update(1)
-            if len(losses) % 50 == 0:
-                bar.set_postfix(loss=f'{np.mean(losses[-50:]):.4f}')
+            _optimiser_step(opt, sched, loss, losses, bar)
     bar.close()
     refiner.eval()
     return refiner, {'refine_samples': int(n),
@@ -297,14 +302,7 @@ def train(args) -> dict:
             if pos.any():
                 loss = loss + args.box_weight * torch.nn.functional.smooth_l1_loss(
                     pred_box[pos], torch.from_numpy(b)[pos], beta=0.2)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-            bar.update(1)
-            if len(losses) % 50 == 0:
-                bar.set_postfix(loss=f'{np.mean(losses[-50:]):.4f}')
+            _optimiser_step(opt, sched, loss, losses, bar)
     bar.close()
     refiner, refine_meta = train_box_refiner(data, args) if args.refine_epochs else (None, {})
     t_total = time.perf_counter() - t0
