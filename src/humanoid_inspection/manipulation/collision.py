@@ -67,6 +67,13 @@ class AttachedObject:
     offset: np.ndarray = field(default_factory=lambda: np.eye(4), compare=False)
 
 
+def _attachment_key(obj: AttachedObject) -> tuple:
+    """What makes two attachments the same geometry: shape, dims and offset (rounded to 1 um;
+    AttachedObject's own == leaves the offset array out)."""
+    return (obj.shape, tuple(np.round(obj.dims, 6)),
+            tuple(np.round(np.asarray(obj.offset, dtype=float), 6).ravel()))
+
+
 def _se3(pose: np.ndarray) -> pin.SE3:
     pose = np.asarray(pose, dtype=float)
     return pin.SE3(pose[:3, :3].copy(), pose[:3, 3].copy())
@@ -227,8 +234,7 @@ class CollisionChecker:
 
     # ------------------------------------------------------------------ model building
     def _attached_key(self) -> tuple:
-        return tuple(sorted((side, obj.shape, tuple(np.round(obj.dims, 6)),
-                             tuple(np.round(np.asarray(obj.offset), 6).ravel()))
+        return tuple(sorted((side, *_attachment_key(obj))
                             for side, obj in self._attached.items()))
 
     def _build(self):
@@ -423,8 +429,7 @@ class CollisionChecker:
         if not ok or not np.all(np.isfinite(dims)) or not np.all(dims > 0):
             raise ValueError(f'bad {obj.shape} dimensions {obj.dims}')
         current = self._attached.get(side)
-        if current == obj and np.allclose(np.asarray(current.offset, float),
-                                          np.asarray(obj.offset, float)):
+        if current is not None and _attachment_key(current) == _attachment_key(obj):
             return
         self._attached[side] = obj
         self._build()
