@@ -558,8 +558,8 @@ class PickPlacePlanner:
                         try:
                             segments, grasped = self._plan_one(
                                 group, side, q0, g_pose, grasp.opening_m, p_pose, deadline,
-                                ik_attempts, self._carried_object(carried, g_pose,
-                                                                  grasp.opening_m))
+                                self._carried_object(carried, g_pose, grasp.opening_m),
+                                ik_attempts)
                         except _Failure as exc:
                             failures.append((exc.code, f'candidate {index} roll '
                                              f'{np.degrees(roll):.0f} {group.name}: '
@@ -659,8 +659,8 @@ class PickPlacePlanner:
         return AttachedObject('box', tuple(float(d) for d in dims), offset)
 
     def _plan_one(self, group: PlanningGroup, side: str, q0: np.ndarray, grasp: np.ndarray,
-                  opening: float, place: np.ndarray, deadline: float,
-                  ik_attempts: Optional[int] = None, part: Optional[AttachedObject] = None):
+                  opening: float, place: np.ndarray, deadline: float, part: AttachedObject,
+                  ik_attempts: Optional[int] = None):
         cfg = self.config
         robot = self.robot
         f_open = self.finger_position(min(opening + cfg.open_margin_m, cfg.max_opening_m), side)
@@ -669,8 +669,6 @@ class PickPlacePlanner:
             min(opening + max(cfg.open_margin_m, cfg.release_margin_m), cfg.max_opening_m), side)
         f_closed = self.closed_finger_position(side)
         f_start = float(q0[robot.joint_index(self.finger_joints(side)[0])])
-        if part is None:
-            part = self._carried_object(None, grasp, opening)
         allow_pick = self._allowed(side, grasp[:3, 3], False)
         allow_pick_part = self._allowed(side, grasp[:3, 3], True)
         allow_place_part = self._allowed(side, place[:3, 3], True)
