@@ -234,6 +234,7 @@ def try_part(seed, parts, index, max_attempts=3, verbose=True, pose=None, baseli
     """
     from humanoid_inspection.affordance.grasp import grasps_for_detection, to_frame
     from humanoid_inspection.cell.cycle import Grasp
+    from humanoid_inspection.cell.places import pose_from_quaternion
     from humanoid_inspection.manipulation.pick_place import GraspCandidate
     cell = Cell(seed, parts, baseline=baseline)
     part = cell.sim.scene.parts[index]
@@ -283,11 +284,7 @@ def try_part(seed, parts, index, max_attempts=3, verbose=True, pose=None, baseli
                       tuple(_quat(g0.rotation)),
                       offset_xy=tuple(offset) if np.hypot(*offset) <= 0.08 and not baseline
                       else (0.0, 0.0))
-        pos, quat = cell.places.place_pose('fixture', grasp)
-        place = np.eye(4)
-        from scipy.spatial.transform import Rotation
-        place[:3, :3] = Rotation.from_quat(quat).as_matrix()
-        place[:3, 3] = pos
+        place = pose_from_quaternion(*cell.places.place_pose('fixture', grasp))
         cands = [GraspCandidate(c.matrix(), c.opening_m, c.score) for c in remaining]
         t0 = time.perf_counter()
         plan = cell.planner.plan(cell.q_now(), cands, place, '',

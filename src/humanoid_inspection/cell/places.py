@@ -37,6 +37,14 @@ def pose_matrix(xyz, rpy) -> np.ndarray:
     return m
 
 
+def pose_from_quaternion(xyz, quat_xyzw) -> np.ndarray:
+    """4x4 transform from a translation (m) and a unit quaternion (x, y, z, w)."""
+    m = np.eye(4)
+    m[:3, :3] = Rotation.from_quat(np.asarray(quat_xyzw, float)).as_matrix()
+    m[:3, 3] = np.asarray(xyz, float)
+    return m
+
+
 class PlaceTargets:
     """Place poses in the robot base frame for the cell's destinations.
 
@@ -110,10 +118,7 @@ class PlaceTargets:
 
 def grasp_matrix(grasp: Grasp) -> np.ndarray:
     """4x4 pose of the grasp (TCP) in the base frame."""
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_quat(np.asarray(grasp.orientation, float)).as_matrix()
-    T[:3, 3] = np.asarray(grasp.position, float)
-    return T
+    return pose_from_quaternion(grasp.position, grasp.orientation)
 
 
 def object_box_in_grasp(grasp: Grasp, box_pose: np.ndarray, size) -> tuple:
@@ -138,10 +143,8 @@ def object_box_in_base(grasp: Grasp):
     box = np.asarray(grasp.object_box, float)
     if box.shape != (10,) or not np.all(np.isfinite(box)):
         return None
-    rel = np.eye(4)
-    rel[:3, :3] = Rotation.from_quat(box[3:7]).as_matrix()
-    rel[:3, 3] = box[:3]
-    return grasp_matrix(grasp) @ rel, tuple(float(v) for v in box[7:])
+    return (grasp_matrix(grasp) @ pose_from_quaternion(box[:3], box[3:7]),
+            tuple(float(v) for v in box[7:]))
 
 
 def approach_axis(quat_xyzw) -> np.ndarray:

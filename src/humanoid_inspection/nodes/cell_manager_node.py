@@ -31,7 +31,7 @@ from humanoid_inspection.cell.cycle import (
     CellServices, CycleConfig, Grasp, Grasps, Inspection, InspectionCycle, MoveOutcome,
     PartSighting, Perception, ServiceUnavailable)
 from humanoid_inspection.cell.places import (approach_axis, object_box_in_base,
-                                             object_box_in_grasp)
+                                             object_box_in_grasp, pose_from_quaternion)
 from humanoid_inspection.cell.records import RecordsStore
 from humanoid_inspection.nodes.conversions import ImageConversionError, image_to_numpy
 from humanoid_inspection.nodes.node_support import (
@@ -326,14 +326,10 @@ class RosCellServices(CellServices):
         if self._centre_in_base(detection) is None:
             return None
         p, q, e = detection.pose.position, detection.pose.orientation, detection.size_m
-        from scipy.spatial.transform import Rotation
         quat = np.array([q.x, q.y, q.z, q.w], float)
         if not np.all(np.isfinite(quat)) or abs(np.linalg.norm(quat) - 1.0) > 1e-3:
             return None
-        T = np.eye(4)
-        T[:3, :3] = Rotation.from_quat(quat).as_matrix()
-        T[:3, 3] = (p.x, p.y, p.z)
-        return self._camera_T @ T, (e.x, e.y, e.z)
+        return self._camera_T @ pose_from_quaternion((p.x, p.y, p.z), quat), (e.x, e.y, e.z)
 
     def _centre_in_base(self, detection) -> Optional[np.ndarray]:
         """The detection's 3D centroid in the base frame, the camera at the rest pose.
