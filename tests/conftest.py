@@ -12,14 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from humanoid_inspection.launcher import fastdds_profile   # no ROS imports
+
 # Set before anything imports rclpy: nothing in the test session may leave loopback.
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 # large shared-memory segments, UDP on loopback (config/fastdds_localhost.xml): a depth image
-# is too large for Fast DDS's default segment and was lost as UDP fragments under load
-os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE',
-                      str(Path(__file__).resolve().parents[1] / 'config' /
-                          'fastdds_localhost.xml'))
+# is too large for Fast DDS's default segment and was lost as UDP fragments under load. The
+# launcher gives node processes the same (launcher.ros_environment); this is the test process.
+if fastdds_profile() is not None:
+    os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(fastdds_profile()))
 os.environ.setdefault('MUJOCO_GL', 'osmesa')
 os.environ.setdefault('PYOPENGL_PLATFORM', os.environ['MUJOCO_GL'])
 
