@@ -5,7 +5,8 @@
   that into one clear line naming the parameter.
 - reject_unknown_parameters(): a parameter file that sets a name the node does not declare
   (a typo) fails the start-up with the name, instead of being silently ignored.
-- run_node(): the ros2/examples main() shape: MultiThreadedExecutor, KeyboardInterrupt and
+- run_node(): the ros2/examples main() shape: a multi-threaded executor (HandOffExecutor,
+  nodes/executor.py: rclpy's MultiThreadedExecutor without its busy wait), KeyboardInterrupt and
   ExternalShutdownException handled, destroy_node() and try_shutdown() always. A SIGINT that
   shuts the context down while an executor thread builds its next wait set makes rclpy raise
   RCLError('failed to initialize wait set: context is not valid'); once the context is shut
@@ -18,8 +19,10 @@ from typing import Any, Callable, Iterable, Optional
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+
+from humanoid_inspection.nodes.executor import HandOffExecutor
 
 # Parameters rclpy or the launch tooling set on every node.
 _BUILTIN_PARAMETERS = {'use_sim_time', 'start_type_description_service', 'qos_overrides'}
@@ -91,7 +94,7 @@ def run_node(factory: Callable[[], Node], args=None, threads: int = 4) -> int:
     code = 0
     try:
         node = factory()
-        executor = MultiThreadedExecutor(num_threads=threads)
+        executor = HandOffExecutor(num_threads=threads)
         executor.add_node(node)
         executor.spin()
     except StartupError as exc:

@@ -1,0 +1,134 @@
+"""HandOffExecutor runs callbacks as rclpy's MultiThreadedExecutor does, over real DDS.
+
+What it changes (the wait for a worker to take each callback) must not change what runs: every
+message of a mutually exclusive subscription arrives in order and one at a time, a reentrant
+group runs callbacks side by side, and a callback that waits for a service of the same node (the
+cell_manager pattern) is answered. Its CPU saving is measured by bench/bench_executor.py.
+"""
+
+import threading
+import time
+
+import pytest
+
+from conftest import wait_for
+
+
+@pytest.fixture
+def two_nodes(ros_domain_id):
+    import rclpy
+    from rclpy.context import Context
+
+    from humanoid_inspection.nodes.executor import HandOffExecutor
+    context = Context()
+    rclpy.init(context=context, domain_id=ros_domain_id)
+    server = rclpy.create_node('handoff_under_test', context=context)
+    sender = rclpy.create_node('handoff_sender', context=context)
+    executor = HandOffExecutor(num_threads=4, context=context)
+    executor.add_node(server)
+    executor.add_node(sender)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    yield server, sender
+    executor.shutdown(timeout_sec=2.0)
+    server.destroy_node()
+    sender.destroy_node()
+    rclpy.try_shutdown(context=context)
+    thread.join(timeout=5.0)
+
+
+def _publisher(node, topic):
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import Int32
+    qos = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+    return node.create_publisher(Int32, topic, qos), qos
+
+
+def test_a_mutually_exclusive_subscription_gets_every_message_in_order_one_at_a_time(two_nodes):
+    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+    from std_msgs.msg import Int32
+    server, sender = two_nodes
+    pub, qos = _publisher(sender, 'handoff_seq')
+    got, active, most = [], [0], [0]
+    lock = threading.Lock()
+
+    def on_msg(msg):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.002)
+        with lock:
+            got.append(msg.data)
+            active[0] -= 1
+
+    server.create_subscription(Int32, 'handoff_seq', on_msg, qos,
+                               callback_group=MutuallyExclusiveCallbackGroup())
+    wait_for(lambda: pub.get_subscription_count() > 0, 10.0, what='subscriber')
+    for k in range(100):
+        pub.publish(Int32(data=k))
+        time.sleep(0.001)
+    wait_for(lambda: len(got) >= 100, 20.0, what='100 messages')
+    assert got == list(range(100))
+    assert most[0] == 1
+
+
+def test_a_reentrant_group_runs_callbacks_side_by_side(two_nodes):
+    from rclpy.callback_groups import ReentrantCallbackGroup
+    from std_msgs.msg import Int32
+    server, sender = two_nodes
+    pub, qos = _publisher(sender, 'handoff_parallel')
+    active, most, done = [0], [0], []
+    lock = threading.Lock()
+
+    def slow(msg):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.3)
+        with lock:
+            active[0] -= 1
+            done.append(msg.data)
+
+    server.create_subscription(Int32, 'handoff_parallel', slow, qos,
+                               callback_group=ReentrantCallbackGroup())
+    wait_for(lambda: pub.get_subscription_count() > 0, 10.0, what='subscriber')
+    for k in range(3):
+        pub.publish(Int32(data=k))
+    wait_for(lambda: len(done) == 3, 10.0, what='3 slow callbacks')
+    assert most[0] >= 2
+
+
+def test_a_callback_waiting_for_a_service_of_its_own_node_is_answered(two_nodes):
+    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+    from std_msgs.msg import Int32
+    from std_srvs.srv import Trigger
+    server, sender = two_nodes
+    calls = ReentrantCallbackGroup()
+    server.create_service(Trigger, 'handoff_ping',
+                          lambda _req, resp: setattr(resp, 'success', True) or resp,
+                          callback_group=calls)
+    client = server.create_client(Trigger, 'handoff_ping', callback_group=calls)
+    answers = []
+
+    def on_msg(_msg):
+        future = client.call_async(Trigger.Request())
+        deadline = time.monotonic() + 5.0
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        answers.append(future.done() and future.result().success)
+
+    pub, qos = _publisher(sender, 'handoff_trigger')
+    server.create_subscription(Int32, 'handoff_trigger', on_msg, qos,
+                               callback_group=MutuallyExclusiveCallbackGroup())
+    wait_for(lambda: pub.get_subscription_count() > 0 and client.service_is_ready(), 10.0,
+             what='subscriber and service')
+    for k in range(3):
+        pub.publish(Int32(data=k))
+    wait_for(lambda: len(answers) == 3, 20.0, what='3 answered calls')
+    assert answers == [True, True, True]
+
+
+def test_a_bad_handoff_timeout_is_refused():
+    from humanoid_inspection.nodes.executor import HandOffExecutor
+    with pytest.raises(ValueError, match='handoff_timeout_s'):
+        HandOffExecutor(num_threads=2, handoff_timeout_s=0.0)
