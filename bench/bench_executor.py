@@ -8,8 +8,12 @@ subscription in a mutually exclusive callback group (as the manipulation node ha
 measured. Baseline (rclpy's MultiThreadedExecutor) and HandOffExecutor run in the same run,
 one after the other, on their own ROS domain (loopback DDS).
 
-Usage: python bench/bench_executor.py [--seconds 10] [--rate 100] [--clock-rate 20]
-       [--out bench/results/executor.json]
+``--busy N`` runs N processes that keep a core busy meanwhile, as the other nodes and the sim do
+in the running cell: the stock executor spins until a worker thread gets the CPU and the GIL,
+so its cost grows with the load around it (on a quiet machine it is small).
+
+Usage: python bench/bench_executor.py [--seconds 10] [--rate 100] [--clock-rate 50]
+       [--busy 0 2] [--out bench/results/executor.json]
 """
 
 import argparse
@@ -23,6 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'src'))
 EXECUTORS = ('MultiThreadedExecutor', 'HandOffExecutor')
+
+
+def busy() -> None:
+    """Busy role: keep one core busy with Python work until killed."""
+    x = 0
+    while True:
+        x = (x * 31 + 7) % 1000003
 
 
 def publish(rate: float, clock_rate: float) -> None:
@@ -42,7 +53,8 @@ def publish(rate: float, clock_rate: float) -> None:
     while True:
         now = time.monotonic() - t0
         while sent_js < now * rate:
-            js.publish(JointState(name=names, position=[0.0] * len(names)))
+            js.publish(JointState(name=names, position=[0.0] * len(names),
+                                  velocity=[0.0] * len(names), effort=[0.0] * len(names)))
             sent_js += 1
         while sent_clock < now * clock_rate:
             msg = Clock()
@@ -100,13 +112,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--seconds', type=float, default=10.0)
     parser.add_argument('--rate', type=float, default=100.0, help='joint_states rate (Hz)')
-    parser.add_argument('--clock-rate', type=float, default=20.0, help='/clock rate (Hz)')
+    parser.add_argument('--clock-rate', type=float, default=50.0, help='/clock rate (Hz)')
+    parser.add_argument('--busy', type=int, nargs='+', default=[0, 2],
+                        help='busy processes beside the node, one measurement per value')
     parser.add_argument('--domain-id', type=int, default=43)
     parser.add_argument('--role', default='', help=argparse.SUPPRESS)
     parser.add_argument('--executor', default='', help=argparse.SUPPRESS)
     parser.add_argument('--result', default='', help=argparse.SUPPRESS)
     parser.add_argument('--out', default=str(ROOT / 'bench' / 'results' / 'executor.json'))
     args = parser.parse_args(argv)
+    if args.role == 'busy':
+        busy()
+        return 0
     if args.role == 'publish':
         publish(args.rate, args.clock_rate)
         return 0
@@ -120,31 +137,43 @@ def main(argv=None) -> int:
                                  '--clock-rate', str(args.clock_rate)], env=env)
     rows = []
     try:
-        for name in EXECUTORS:
-            result = Path(f'/tmp/bench_executor_{os.getpid()}_{name}.json')
-            print(f'{name}: idle node, joint_states {args.rate:.0f} Hz + /clock '
-                  f'{args.clock_rate:.0f} Hz for {args.seconds:.0f} s ...', flush=True)
-            subprocess.run(me + ['--role', 'subscribe', '--executor', name,
-                                 '--seconds', str(args.seconds), '--result', str(result)],
-                           env=env, check=True, timeout=args.seconds + 60)
-            rows.append(json.loads(result.read_text()))
-            result.unlink()
+        for n_busy in args.busy:
+            hogs = [subprocess.Popen(me + ['--role', 'busy']) for _ in range(n_busy)]
+            try:
+                for name in EXECUTORS:
+                    result = Path(f'/tmp/bench_executor_{os.getpid()}_{name}.json')
+                    print(f'{name}: idle node, joint_states {args.rate:.0f} Hz + /clock '
+                          f'{args.clock_rate:.0f} Hz, {n_busy} busy process(es), '
+                          f'{args.seconds:.0f} s ...', flush=True)
+                    subprocess.run(me + ['--role', 'subscribe', '--executor', name,
+                                         '--seconds', str(args.seconds), '--result',
+                                         str(result)], env=env, check=True,
+                                   timeout=args.seconds + 60)
+                    row = json.loads(result.read_text())
+                    row['busy_processes'] = n_busy
+                    rows.append(row)
+                    result.unlink()
+            finally:
+                for hog in hogs:
+                    hog.kill()
+                    hog.wait()
     finally:
         pub.kill()
         pub.wait()
     load = os.getloadavg()[0]
-    print(f"\n{'executor':<24}{'CPU % of a core':>17}{'callbacks/s':>13}")
+    print(f"\n{'executor':<24}{'busy':>6}{'CPU % of a core':>17}{'callbacks/s':>13}")
     for r in rows:
-        print(f"{r['executor']:<24}{r['cpu_percent_of_a_core']:>17.1f}"
+        print(f"{r['executor']:<24}{r['busy_processes']:>6}{r['cpu_percent_of_a_core']:>17.1f}"
               f"{r['callbacks_per_s']:>13.1f}")
-    print(f'(joint_states sent at {args.rate:.0f}/s; load average {load:.2f})')
+    print(f'(joint_states sent at {args.rate:.0f}/s; load average {load:.2f}, {os.cpu_count()} '
+          'cores)')
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         'command': 'python bench/bench_executor.py ' + ' '.join(
             argv if argv is not None else sys.argv[1:]),
         'joint_states_hz': args.rate, 'clock_hz': args.clock_rate, 'load_average_1min': load,
-        'baseline': rows[0], 'handoff': rows[1]}, indent=2))
+        'cores': os.cpu_count(), 'rows': rows}, indent=2))
     print(f'saved {out}')
     return 0
 
