@@ -116,6 +116,7 @@ class Cell:
             max_opening_m=g.max_opening_m, part_depth_m=mp['part_depth_m'],
             part_height_m=mp['part_height_m'], use_waist=mp['use_waist'],
             joint_plan_timeout_s=mp['joint_plan_timeout_s'],
+            joint_plan_timeout_first_group_s=mp['joint_plan_timeout_first_group_s'],
             total_timeout_s=mp['total_planning_timeout_s'], ik_timeout_s=mp['ik_timeout_s'],
             velocity_scale=mp['velocity_scale'], acceleration_scale=mp['acceleration_scale'],
             sample_dt=mp['sample_dt_s'], start_tolerance=mp['start_tolerance_rad'])

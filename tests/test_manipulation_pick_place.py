@@ -344,3 +344,31 @@ def test_the_carried_part_box_is_what_the_carry_keeps_clear(planner, robot, cell
     bad = planner.plan(q0, [GraspCandidate(grasp, 0.02, 0.9)], place, '',
                        CarriedPart(box_pose, (0.1, 0.0, 0.03)))
     assert bad.error_code is ErrorCode.INVALID_GOAL and 'size' in bad.message
+
+
+
+@pytest.mark.parametrize('use_waist,budget', [('auto', 0.4), ('never', 1.5)])
+def test_the_arm_alone_gets_the_short_joint_budget_only_when_the_waist_follows(
+        robot, cell, use_waist, budget):
+    # a transfer the arm alone could not make used the whole 1.5 s before the arm + waist
+    # planned it; with nothing after it the arm alone keeps the full budget
+    obstacles = obstacles_from_cell(cell)
+    config = PickPlaceConfig(max_opening_m=cell.gripper.max_opening_m, ik_timeout_s=0.2,
+                             use_waist=use_waist, joint_plan_timeout_s=1.5,
+                             joint_plan_timeout_first_group_s=0.4)
+    planner = PickPlacePlanner(robot, CollisionChecker(robot, obstacles), obstacles, config,
+                               seed=3)
+    budgets = []
+    plan_joint = planner.planner.plan_joint
+
+    def recording(group, q_from, q_to, allowed, timeout):
+        budgets.append((group.name, timeout))
+        return plan_joint(group, q_from, q_to, allowed, timeout)
+
+    planner.planner.plan_joint = recording
+    grasp = table_grasp(cell, 4)       # slot 4 -> fixture: the left arm alone plans it
+    plan = planner.plan(ready(robot), [GraspCandidate(grasp, 0.05, 0.9)],
+                        place_at(cell, cell.xray_cabinet.fixture.pose.xyz, grasp, 0.04))
+    assert plan.success and plan.group == 'left_arm', plan.message
+    assert [g for g, _ in budgets] == ['left_arm', 'left_arm']     # pre_grasp, transfer
+    assert [round(t, 6) for _, t in budgets] == [budget, budget]

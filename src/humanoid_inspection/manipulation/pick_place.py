@@ -162,6 +162,10 @@ class PickPlaceConfig:
     # budget (30 attempts / ik_timeout_s) before the waist group got its turn. A count, not a
     # time, so a loaded machine does not push more plans onto the slower waist.
     ik_attempts_first_group: int = 20
+    # OMPL budget per joint-space segment of such a first group: a transfer the arm alone
+    # cannot make used the whole joint_plan_timeout_s (1.5 s in the node) before the waist group
+    # planned it in the demo.
+    joint_plan_timeout_first_group_s: float = 0.5
     ik_solutions: int = 4                 # IK solutions tried per grasp / place pose
     cartesian_step_m: float = 0.01
     velocity_scale: float = 1.0
@@ -174,8 +178,8 @@ class PickPlaceConfig:
         for name in ('pre_grasp_distance_m', 'lift_height_m', 'place_approach_height_m',
                      'retreat_distance_m', 'max_opening_m', 'finger_position_per_opening',
                      'part_depth_m', 'part_height_m', 'joint_plan_timeout_s', 'total_timeout_s',
-                     'ik_timeout_s', 'ik_attempts_first_group', 'cartesian_step_m',
-                     'sample_dt'):
+                     'ik_timeout_s', 'ik_attempts_first_group',
+                     'joint_plan_timeout_first_group_s', 'cartesian_step_m', 'sample_dt'):
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:
                 raise ValueError(f'pick_place config {name} must be > 0, got {value}')
@@ -547,8 +551,8 @@ class PickPlacePlanner:
                 for side in self._arm_order(arm, q0, g_pose, p_pose):
                     groups = self._groups_for(side)
                     for group_index, group in enumerate(groups):
-                        ik_attempts = (self.config.ik_attempts_first_group
-                                       if group_index + 1 < len(groups) else None)
+                        # the arm alone is limited while the arm + waist follows it
+                        limited = group_index + 1 < len(groups)
                         if time.perf_counter() > deadline:
                             failures.append((ErrorCode.PLANNING_FAILED,
                                              f'time budget {self.config.total_timeout_s} s '
@@ -559,7 +563,7 @@ class PickPlacePlanner:
                             segments, grasped = self._plan_one(
                                 group, side, q0, g_pose, grasp.opening_m, p_pose, deadline,
                                 self._carried_object(carried, g_pose, grasp.opening_m),
-                                ik_attempts)
+                                limited)
                         except _Failure as exc:
                             failures.append((exc.code, f'candidate {index} roll '
                                              f'{np.degrees(roll):.0f} {group.name}: '
@@ -660,9 +664,14 @@ class PickPlacePlanner:
 
     def _plan_one(self, group: PlanningGroup, side: str, q0: np.ndarray, grasp: np.ndarray,
                   opening: float, place: np.ndarray, deadline: float, part: AttachedObject,
-                  ik_attempts: Optional[int] = None):
+                  limited: bool = False):
+        """Plan one candidate with one group; limited: a wider group is tried after this one
+        (``ik_attempts_first_group`` IK attempts, ``joint_plan_timeout_first_group_s``)."""
         cfg = self.config
         robot = self.robot
+        ik_attempts = cfg.ik_attempts_first_group if limited else None
+        joint_timeout = cfg.joint_plan_timeout_first_group_s if limited \
+            else cfg.joint_plan_timeout_s
         f_open = self.finger_position(min(opening + cfg.open_margin_m, cfg.max_opening_m), side)
         f_held = self.finger_position(opening, side)
         f_release = self.finger_position(
@@ -715,12 +724,12 @@ class PickPlacePlanner:
             retreat_path = self._cartesian(group, q_released, retreat_pose, allow_place,
                                            'retreat (up)')
         # --- joint-space plans: start -> pre-grasp, lift -> pre-place (part attached).
-        timeout = min(cfg.joint_plan_timeout_s, max(0.01, deadline - time.perf_counter()))
+        timeout = min(joint_timeout, max(0.01, deadline - time.perf_counter()))
         pre_path = self._check(self.planner.plan_joint(group, q0_open, approach_path[0], (),
                                                        timeout), 'pre_grasp')
         try:
             self.checker.attach(side, part)
-            timeout = min(cfg.joint_plan_timeout_s, max(0.01, deadline - time.perf_counter()))
+            timeout = min(joint_timeout, max(0.01, deadline - time.perf_counter()))
             transfer_path = self._check(self.planner.plan_joint(
                 group, q_lift, place_path[0], (), timeout), 'transfer')
             segs_carry = [

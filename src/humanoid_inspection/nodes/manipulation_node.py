@@ -91,6 +91,8 @@ PARAMS = (
           'with each extent shrunk by twice this (m): a round part\'s box has corners the part '
           'has not', 0.0, 0.05),
     Param('use_waist', 'auto', 'never | auto (arm, then arm + waist) | always'),
+    Param('joint_plan_timeout_first_group_s', 0.5, 'use_waist auto: OMPL budget per joint-space '
+          'segment of the arm alone, which the arm + waist follows (s)', 0.01, 60.0),
     Param('velocity_scale', 1.0, 'fraction of the joint velocity limits', 0.01, 1.0),
     Param('acceleration_scale', 1.0, 'fraction of the joint acceleration limits', 0.01, 1.0),
     Param('sample_dt_s', 0.02, 'trajectory point spacing (s)', 0.001, 1.0),
@@ -190,6 +192,7 @@ class ManipulationNode(Node):
             carried_part_shrink_m=self.p['carried_part_shrink_m'],
             use_waist=self.p['use_waist'],
             joint_plan_timeout_s=self.p['joint_plan_timeout_s'],
+            joint_plan_timeout_first_group_s=self.p['joint_plan_timeout_first_group_s'],
             total_timeout_s=self.p['total_planning_timeout_s'],
             ik_timeout_s=self.p['ik_timeout_s'],
             velocity_scale=self.p['velocity_scale'],
