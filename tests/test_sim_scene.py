@@ -239,3 +239,30 @@ def test_setup_errors_name_the_file(tmp_path):
         load_simulation(urdf_path=broken)
     with pytest.raises(SimSetupError, match='do not fit'):
         load_simulation(num_parts=99)
+
+
+def test_a_part_touched_wide_and_gripped_closer_is_let_go_just_beyond_the_grip():
+    # A hub's rim touched by the outsides of the fingers at the approach opening, its boss
+    # gripped 3 mm per finger closer: opening back to the approach opening must let it go (the
+    # weld kept the first touch as the grip, and such a hub was carried off the table).
+    s = load_simulation(num_parts=1, seed=1)
+    part = s.scene.parts[0]
+    if part.family != 'housing':
+        pytest.skip('seed 1 is expected to give a housing')
+    grasp = _grasp_wall_pose(s, part.part_id)
+    above = grasp.copy()
+    above[2, 3] += 0.12
+    _gripper(s, 0.05)
+    _move_arm(s, above, 2.0)
+    _move_arm(s, grasp, 1.5)
+    _gripper(s, 0.0)
+    assert s.grasp.attached['left'] == part.body
+    held_at = s.grasp.finger_position(s.data, 'left')
+    # the grip is where the fingers closed most while holding (at most where they rest now)
+    assert 0.0 < s.grasp.grip_position('left') <= held_at + 1e-4
+    s.grasp._grip_position['left'] = held_at + 0.003      # as if first touched 3 mm wider
+    run_for(s, 0.1)                                         # still closing on the part
+    assert s.grasp.grip_position('left') <= held_at + 1e-4
+    _gripper(s, held_at + 0.002, seconds=0.3)               # open 2 mm beyond the grip
+    assert s.grasp.attached['left'] is None
+    assert [e.kind for e in s.events] == ['attach', 'release']

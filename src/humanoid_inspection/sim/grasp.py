@@ -12,7 +12,11 @@ pick-and-place benchmarks use):
   On attachment the weld's relative pose is set to the current hand-to-part pose, so the part
   does not jump, and the constraint is switched on.
 - It RELEASES the part when the finger set-point is more than `squeeze_margin` more open than
-  the finger position at which the part was grasped (the gripper is opening), or on reset.
+  the finger position at which it holds the part (the gripper is opening), or on reset. That
+  grip position is where the fingers closed most while holding, not where they first touched:
+  fingers that touched a hub's rim with their outsides at the approach opening and then closed
+  on its boss hold the boss, and opening back to the approach opening lets it go (with the first
+  touch as the grip, such a hub stayed welded to the hand and was carried off the table).
 - One part per gripper; a part held by one gripper cannot be attached by the other.
 Contacts are read from MjData.contact after each step; the check runs at the physics rate
 (cheap: a pass over the active contacts).
@@ -112,6 +116,10 @@ class WeldGrasp:
         """Measured position of the gripper's finger joint (m)."""
         return float(data.qpos[self._qadr[gripper]])
 
+    def grip_position(self, gripper: str) -> Optional[float]:
+        """Finger position at which gripper holds its part (m); None when it holds nothing."""
+        return self._grip_position[gripper] if self.attached[gripper] is not None else None
+
     def touching(self, data) -> Dict[str, Dict[str, set]]:
         """gripper -> part body -> set of finger indices (0, 1) touching it now."""
         out: Dict[str, Dict[str, set]] = {g: {} for g in self.grippers}
@@ -136,6 +144,11 @@ class WeldGrasp:
             push = self._close_sign[name] * (float(sp) - self.finger_position(data, name))
             held = self.attached[name]
             if held is not None:
+                # the fingers may close further after the first touch: the grip is the most
+                # closed position while holding
+                finger = self.finger_position(data, name)
+                if self._close_sign[name] * (finger - self._grip_position[name]) > 0:
+                    self._grip_position[name] = finger
                 # opening: the set-point is more open than where the fingers closed on the part
                 opening = self._close_sign[name] * (float(sp) - self._grip_position[name])
                 if opening < -self.squeeze_margin:
