@@ -563,24 +563,33 @@ class RosCellServices(CellServices):
         """
         places = self.places()
         candidates = []
+        why = ''
         try:
             seen = self.perceive()
             # the part's centre was put offset_xy from the grasp point on the spot
             centre = np.asarray(spot[:2], float) - np.asarray(grasp.offset_xy, float)
-            near = []
+            distances = []
             for s in seen.sightings:
                 c = s.handle['centre']
                 if c is not None:
-                    d = float(np.hypot(*(c[:2] - centre)))
-                    if d <= self.p['handover_search_m']:
-                        near.append((d, s))
+                    distances.append((float(np.hypot(*(c[:2] - centre))), s))
+            near = [(d, s) for d, s in distances if d <= self.p['handover_search_m']]
             if near:
                 best = min(near, key=lambda x: x[0])[1]
-                candidates = _like_grasp(self.predict_grasps(best).candidates, grasp)
+                found = self.predict_grasps(best)
+                candidates = _like_grasp(found.candidates, grasp)
+                if not candidates:
+                    why = f'seen again, but no grasp: {found.message}'
+            else:
+                nearest = min((d for d, _ in distances), default=None)
+                why = (f'no part seen within {self.p["handover_search_m"]:.2f} m of its centre '
+                       f'({centre[0]:.3f}, {centre[1]:.3f}) m, base frame; '
+                       f'{len(seen.sightings)} part(s) seen' +
+                       (f', the nearest {nearest:.3f} m away' if nearest is not None else ''))
         except ServiceUnavailable as exc:
-            self.node.get_logger().warning(f'hand-over spot not seen again ({exc})')
+            why = f'hand-over spot not seen again ({exc})'
         if not candidates:
-            self.node.get_logger().warning('part not found again on the hand-over spot; '
+            self.node.get_logger().warning(f'part not found again on the hand-over spot ({why}); '
                                            'grasping where it was put')
             g = Grasp(0, grasp.score, grasp.opening_m, grasp.position, grasp.orientation,
                       offset_xy=grasp.offset_xy, object_box=grasp.object_box)
