@@ -6,11 +6,11 @@ import torch
 
 from humanoid_inspection.xray.box_refiner import (
     RAW_CROP_PX, REFINE_CHANNELS, REFINE_MAX_BOX_PX, REFINE_PX, BoxRefiner, ScaledMaps,
-    candidate_samples, dihedral_sides, jittered_inputs, refine, refiner_inputs,
-    sample_scales, scale_of, truth_samples)
+    candidate_samples, dihedral_sides, jittered_inputs, predict_sides, refine, refiner_inputs,
+    sample_scales, scale_of, truth_samples, undo_dihedral_sides)
 from humanoid_inspection.xray.candidates import compute_front_end
 from humanoid_inspection.xray.detector_cnn import (
-    BOX_LOG_OFFSET, PatchNet, load_model, save_model, separate_peak)
+    BOX_LOG_OFFSET, CnnDetector, PatchNet, load_model, save_model, separate_peak)
 from test_xray_candidates import wall_plate_radiograph
 
 
@@ -19,6 +19,7 @@ def test_scale_of_and_sample_scales():
     assert scale_of(REFINE_MAX_BOX_PX + 1) == 2 and scale_of(60) == 4 and scale_of(200) == 0
     assert sample_scales(5) == [1]
     assert sample_scales(REFINE_MAX_BOX_PX + 1) == [1, 2]      # learnt at both near a bound
+    assert sample_scales(40) == [2, 4]                  # 2.4 x the largest box of scale 1
     assert sample_scales(500) == []
 
 
@@ -33,6 +34,53 @@ def test_dihedral_moves_the_side_targets_with_the_crop(k):
     rows, cols = np.nonzero(x[0, 0])
     expected = [cols.min() - c, rows.min() - c, cols.max() + 1 - c, rows.max() + 1 - c]
     np.testing.assert_allclose(s[0], expected)
+
+
+@pytest.mark.parametrize('k', range(8))
+def test_undo_dihedral_sides_inverts_the_side_mapping(k):
+    sides = np.array([[-1.5, -2.5, 3.5, 0.5], [-4.0, -1.0, 2.0, 6.0]], np.float32)
+    _, moved = dihedral_sides(np.zeros((2, 1, 3, 3), np.float32), sides, k)
+    np.testing.assert_allclose(undo_dihedral_sides(moved, k), sides)
+
+
+class BrightBox(torch.nn.Module):
+    """A 'refiner' that answers the box of the pixels of channel 0 above 0.5 (sides relative
+    to the crop's centre pixel centre): it follows every flip, as a perfect refiner would."""
+
+    def forward(self, x):
+        c = REFINE_PX // 2 + 0.5
+        out = []
+        for crop in x[:, 0].numpy():
+            rows, cols = np.nonzero(crop > 0.5)
+            out.append([cols.min() - c, rows.min() - c, cols.max() + 1 - c, rows.max() + 1 - c])
+        return torch.tensor(out, dtype=torch.float32)
+
+
+def test_predict_sides_averages_over_the_flips_in_the_crop_frame():
+    x = np.zeros((2, REFINE_CHANNELS, REFINE_PX, REFINE_PX), np.float32)
+    x[0, 0, 5:11, 7:13] = 1.0               # off-centre, not square: every flip moves it
+    x[1, 0, 9:12, 4:10] = 1.0
+    plain = predict_sides(BrightBox(), x, 1)
+    c = REFINE_PX // 2 + 0.5
+    np.testing.assert_allclose(plain[0], [7 - c, 5 - c, 13 - c, 11 - c])
+    for transforms in (2, 4, 8):
+        np.testing.assert_allclose(predict_sides(BrightBox(), x, transforms), plain, atol=1e-6)
+
+    class Biased(torch.nn.Module):
+        """Always answers the same sides, whatever the crop: the flips average them out."""
+
+        def forward(self, x):
+            return torch.tensor([[-1.0, -2.0, 3.0, 4.0]]).repeat(len(x), 1)
+
+    # averaged over all 8 flips a constant answer becomes symmetric about the centre
+    np.testing.assert_allclose(predict_sides(Biased(), x, 8)[0], [-2.5, -2.5, 2.5, 2.5])
+
+
+def test_cnn_detector_rejects_a_bad_refine_transform_count():
+    with pytest.raises(ValueError, match='refine_transforms'):
+        CnnDetector(model=PatchNet(width=4), refine_transforms=0)
+    with pytest.raises(ValueError, match='refine_transforms'):
+        CnnDetector(model=PatchNet(width=4), refine_transforms=9)
 
 
 def test_truth_and_candidate_samples_hold_the_pore_box():

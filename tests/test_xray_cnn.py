@@ -116,19 +116,28 @@ def test_training_labels_ignore_invisible_defects(monkeypatch):
 
 def test_tiny_training_run_is_reproducible(tmp_path, capsys):
     args = ['xray-train', '--images', '1', '--size', '1024', '--epochs', '1', '--batch', '32',
-            '--width', '8', '--refine-epochs', '2', '--quiet']
-    assert cli.main(args + ['--out', str(tmp_path / 'a.pt')]) == 0
+            '--refine-width', '8', '--refine-epochs', '2', '--quiet']
+    cache = str(tmp_path / 'cache.npz')
+    assert cli.main(args + ['--width', '8', '--out', str(tmp_path / 'a.pt')]) == 0
     first = json.loads(capsys.readouterr().out)
-    assert cli.main(args + ['--out', str(tmp_path / 'b.pt')]) == 0
+    assert cli.main(args + ['--width', '8', '--out', str(tmp_path / 'b.pt'),
+                            '--cache', cache]) == 0
     second = json.loads(capsys.readouterr().out)
+    # the refiner does not depend on PatchNet's options (torch is re-seeded before it)
+    assert cli.main(args + ['--width', '4', '--out', str(tmp_path / 'c.pt'),
+                            '--cache', cache]) == 0
+    third = json.loads(capsys.readouterr().out)
+    assert third['refine_final_loss'] == first['refine_final_loss']
+    c = load_model(tmp_path / 'c.pt')
     assert first['final_loss'] == second['final_loss']
     assert first['refine_final_loss'] == second['refine_final_loss']
     a, b = load_model(tmp_path / 'a.pt'), load_model(tmp_path / 'b.pt')
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
-    for (ka, va), (kb, vb) in zip(a.box_refiner.state_dict().items(),
-                                  b.box_refiner.state_dict().items()):
-        assert ka == kb and torch.equal(va, vb)
+    for other in (b, c):
+        for (ka, va), (kb, vb) in zip(a.box_refiner.state_dict().items(),
+                                      other.box_refiner.state_dict().items()):
+            assert ka == kb and torch.equal(va, vb)
 
 
 def test_train_cli_refuses_bad_arguments(capsys):
@@ -138,6 +147,8 @@ def test_train_cli_refuses_bad_arguments(capsys):
     assert '--negatives' in capsys.readouterr().err
     assert cli.main(['xray-train', '--refine-epochs', '-1']) == 2
     assert '--refine-epochs' in capsys.readouterr().err
+    assert cli.main(['xray-train', '--refine-width', '0']) == 2
+    assert '--refine-width must be positive' in capsys.readouterr().err
 
 
 def test_detection_leaves_the_thread_settings_as_they_were():

@@ -99,6 +99,20 @@ def label_candidates(fe, xs, ys, truth, visible_contrast: float):
     return labels, box
 
 
+def training_radiographs(n_images: int, seed_base: int, size_px: int,
+                         defect_probability: float):
+    """Yield (part seed, Radiograph) of the training set: part seeds seed_base + i, families in
+    turn (phantoms.PART_FAMILIES), the simulator's noise seeded with the part seed."""
+    from humanoid_inspection.xray.phantoms import PART_FAMILIES, generate_part
+    from humanoid_inspection.xray.simulator import XraySimConfig, simulate_radiograph
+    config = XraySimConfig.for_size(size_px)
+    for i in range(n_images):
+        seed = seed_base + i
+        family = PART_FAMILIES[i % len(PART_FAMILIES)]
+        part = generate_part(family, seed, defect_probability=defect_probability)
+        yield seed, simulate_radiograph(part, config, seed=seed)
+
+
 class TrainingSet(NamedTuple):
     """What xray-train learns from (simulate_training_set).
 
@@ -140,8 +154,6 @@ def simulate_training_set(n_images: int, seed_base: int, size_px: int,
     from humanoid_inspection.xray.detector import mm_per_px
     from humanoid_inspection.xray.detector_cnn import BOX_LOG_OFFSET
     from humanoid_inspection.xray.metrics import VISIBLE_CONTRAST
-    from humanoid_inspection.xray.phantoms import PART_FAMILIES, generate_part
-    from humanoid_inspection.xray.simulator import XraySimConfig, simulate_radiograph
 
     params = params or FrontEndParams()
     key = (f'v{PATCH_VERSION}-r{REFINE_VERSION}-{n_images}-{seed_base}-{size_px}-'
@@ -151,13 +163,10 @@ def simulate_training_set(n_images: int, seed_base: int, size_px: int,
         data = np.load(cache)
         if str(data['key']) == key:
             return TrainingSet(*(data[name] for name in TrainingSet._fields))
-    config = XraySimConfig.for_size(size_px)
     patches, labels, boxes, refine = [], [], [], []
-    for i in tqdm(range(n_images), desc='simulate', disable=not progress, file=sys.stdout):
-        seed = seed_base + i
-        family = PART_FAMILIES[i % len(PART_FAMILIES)]
-        part = generate_part(family, seed, defect_probability=defect_probability)
-        rad = simulate_radiograph(part, config, seed=seed)
+    radiographs = training_radiographs(n_images, seed_base, size_px, defect_probability)
+    for seed, rad in tqdm(radiographs, total=n_images, desc='simulate', disable=not progress,
+                          file=sys.stdout):
         fe = compute_front_end(rad.image, mm_per_px(rad.pixel_pitch_mm, rad.magnification),
                                params)
         xs, ys, _ = find_candidates(fe.z, params.peak_threshold, params.nms_px,
@@ -211,8 +220,10 @@ def train_box_refiner(data: TrainingSet, args):
 
     Each step sees a batch of defects from crop centres jittered by up to MAX_JITTER_PX
     (the detector's centre error) under one of the 8 flips/transposes; smooth-L1 loss on the
-    four sides (working pixels); AdamW + one-cycle LR; its own seeded generator, so the
-    PatchNet training before it is unchanged.
+    four sides (working pixels); AdamW + one-cycle LR; its own seeded generator, and torch
+    re-seeded with the seed before its initial weights are drawn, so neither network depends
+    on the other's training (PatchNet's weights do not change with the refiner's options,
+    and the refiner's not with PatchNet's).
 
     Returns:
         (BoxRefiner in eval mode, {'refine_samples', 'refine_final_loss'}).
@@ -223,7 +234,8 @@ def train_box_refiner(data: TrainingSet, args):
     from humanoid_inspection.xray.box_refiner import (
         BoxRefiner, dihedral_sides, jittered_inputs)
     rng = np.random.default_rng([args.seed, 1])
-    refiner = BoxRefiner(width=args.width)
+    torch.manual_seed(args.seed)
+    refiner = BoxRefiner(width=args.refine_width)
     n = len(data.refine_sides)
     batch = min(REFINE_BATCH, max(1, n))
     steps_per_epoch = max(1, n // batch)
@@ -312,7 +324,8 @@ def train(args) -> dict:
             'negatives_kept': args.negatives, 'candidates': int(len(labels)),
             'used': int(len(used)), 'positives': n_pos,
             'final_loss': float(np.mean(losses[-100:])) if losses else float('nan'),
-            'refine_epochs': args.refine_epochs, **refine_meta,
+            'refine_epochs': args.refine_epochs, 'refine_width': args.refine_width,
+            **refine_meta,
             'simulate_s': round(t_sim, 1), 'total_s': round(t_total, 1),
             'threads': args.threads, 'parameters': count_parameters(model),
             'torch': str(torch.__version__)}
@@ -341,16 +354,19 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--defect-probability', type=float, default=1.0)
     ap.add_argument('--negatives', type=float, default=0.3,
                     help='share of the background candidates kept (weighted up by 1 / share)')
-    ap.add_argument('--epochs', type=int, default=12)
+    ap.add_argument('--epochs', type=int, default=16)
     ap.add_argument('--batch', type=int, default=256)
-    ap.add_argument('--width', type=int, default=16, help='first convolution width')
+    ap.add_argument('--width', type=int, default=24,
+                    help="first convolution width of PatchNet")
     ap.add_argument('--lr', type=float, default=3e-3)
     ap.add_argument('--defect-weight', type=float, default=3.0,
                     help='cross-entropy weight of the defect classes (x the inverse of each '
                     "class' share of the defect candidates)")
     ap.add_argument('--box-weight', type=float, default=2.0, help='weight of the box loss')
-    ap.add_argument('--refine-epochs', type=int, default=40,
+    ap.add_argument('--refine-epochs', type=int, default=60,
                     help='epochs of the box refiner (box_refiner.py; 0: none)')
+    ap.add_argument('--refine-width', type=int, default=32,
+                    help='first convolution width of the box refiner')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--cache', default=None,
@@ -370,9 +386,10 @@ def main(argv=None) -> int:
             return train_unet.main(argv[:i] + argv[i + 2:])
     args = build_parser().parse_args(argv)
     args.argv = argv
-    for name in ('images', 'epochs', 'batch', 'threads', 'width'):
+    for name in ('images', 'epochs', 'batch', 'threads', 'width', 'refine_width'):
         if getattr(args, name) <= 0:
-            print(f'xray-train: --{name} must be positive', file=sys.stderr)
+            option = '--' + name.replace('_', '-')
+            print(f'xray-train: {option} must be positive', file=sys.stderr)
             return 2
     if args.refine_epochs < 0:
         print('xray-train: --refine-epochs must not be negative', file=sys.stderr)
