@@ -44,32 +44,39 @@ def _publisher(node, topic):
     return node.create_publisher(Int32, topic, qos), qos
 
 
+class _Probe:
+    """A subscription callback that takes `seconds` and records order and overlap."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.got, self.active, self.most = [], 0, 0
+        self.lock = threading.Lock()
+
+    def __call__(self, msg):
+        with self.lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        time.sleep(self.seconds)
+        with self.lock:
+            self.got.append(msg.data)
+            self.active -= 1
+
+
 def test_a_mutually_exclusive_subscription_gets_every_message_in_order_one_at_a_time(two_nodes):
     from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
     from std_msgs.msg import Int32
     server, sender = two_nodes
     pub, qos = _publisher(sender, 'handoff_seq')
-    got, active, most = [], [0], [0]
-    lock = threading.Lock()
-
-    def on_msg(msg):
-        with lock:
-            active[0] += 1
-            most[0] = max(most[0], active[0])
-        time.sleep(0.002)
-        with lock:
-            got.append(msg.data)
-            active[0] -= 1
-
-    server.create_subscription(Int32, 'handoff_seq', on_msg, qos,
+    probe = _Probe(0.002)
+    server.create_subscription(Int32, 'handoff_seq', probe, qos,
                                callback_group=MutuallyExclusiveCallbackGroup())
     wait_for(lambda: pub.get_subscription_count() > 0, 10.0, what='subscriber')
     for k in range(100):
         pub.publish(Int32(data=k))
         time.sleep(0.001)
-    wait_for(lambda: len(got) >= 100, 20.0, what='100 messages')
-    assert got == list(range(100))
-    assert most[0] == 1
+    wait_for(lambda: len(probe.got) >= 100, 20.0, what='100 messages')
+    assert probe.got == list(range(100))
+    assert probe.most == 1
 
 
 def test_a_reentrant_group_runs_callbacks_side_by_side(two_nodes):
@@ -77,25 +84,14 @@ def test_a_reentrant_group_runs_callbacks_side_by_side(two_nodes):
     from std_msgs.msg import Int32
     server, sender = two_nodes
     pub, qos = _publisher(sender, 'handoff_parallel')
-    active, most, done = [0], [0], []
-    lock = threading.Lock()
-
-    def slow(msg):
-        with lock:
-            active[0] += 1
-            most[0] = max(most[0], active[0])
-        time.sleep(0.3)
-        with lock:
-            active[0] -= 1
-            done.append(msg.data)
-
-    server.create_subscription(Int32, 'handoff_parallel', slow, qos,
+    probe = _Probe(0.3)
+    server.create_subscription(Int32, 'handoff_parallel', probe, qos,
                                callback_group=ReentrantCallbackGroup())
     wait_for(lambda: pub.get_subscription_count() > 0, 10.0, what='subscriber')
     for k in range(3):
         pub.publish(Int32(data=k))
-    wait_for(lambda: len(done) == 3, 10.0, what='3 slow callbacks')
-    assert most[0] >= 2
+    wait_for(lambda: len(probe.got) == 3, 10.0, what='3 slow callbacks')
+    assert probe.most >= 2
 
 
 def test_a_callback_waiting_for_a_service_of_its_own_node_is_answered(two_nodes):

@@ -162,12 +162,12 @@ def _gripper(s, opening, seconds=0.6):
     run_for(s, seconds + 0.3)
 
 
-def test_weld_grasp_lifts_the_part_and_releases_it():
+def _housing_gripped_by_its_wall():
+    """(sim, part, TCP pose above the grasp): seed 1's housing held by the left hand."""
     s = load_simulation(num_parts=1, seed=1)
     part = s.scene.parts[0]
     if part.family != 'housing':
         pytest.skip('seed 1 is expected to give a housing')
-    z0 = s.part_pose(part.part_id)[2, 3]
     grasp = _grasp_wall_pose(s, part.part_id)
     above = grasp.copy()
     above[2, 3] += 0.12
@@ -176,6 +176,12 @@ def test_weld_grasp_lifts_the_part_and_releases_it():
     _move_arm(s, grasp, 1.5)
     _gripper(s, 0.0)
     assert s.grasp.attached['left'] == part.body
+    return s, part, above
+
+
+def test_weld_grasp_lifts_the_part_and_releases_it():
+    s, part, above = _housing_gripped_by_its_wall()
+    z0 = s.part_pose(part.part_id)[2, 3]
     assert s.ground_truth()['grasped']['left'] == part.part_id
     _move_arm(s, above, 1.5)
     lifted = s.part_pose(part.part_id)[2, 3] - z0
@@ -245,18 +251,7 @@ def test_a_part_touched_wide_and_gripped_closer_is_let_go_just_beyond_the_grip()
     # A hub's rim touched by the outsides of the fingers at the approach opening, its boss
     # gripped 3 mm per finger closer: opening back to the approach opening must let it go (the
     # weld kept the first touch as the grip, and such a hub was carried off the table).
-    s = load_simulation(num_parts=1, seed=1)
-    part = s.scene.parts[0]
-    if part.family != 'housing':
-        pytest.skip('seed 1 is expected to give a housing')
-    grasp = _grasp_wall_pose(s, part.part_id)
-    above = grasp.copy()
-    above[2, 3] += 0.12
-    _gripper(s, 0.05)
-    _move_arm(s, above, 2.0)
-    _move_arm(s, grasp, 1.5)
-    _gripper(s, 0.0)
-    assert s.grasp.attached['left'] == part.body
+    s, _, _ = _housing_gripped_by_its_wall()
     held_at = s.grasp.finger_position(s.data, 'left')
     # the grip is where the fingers closed most while holding (at most where they rest now)
     assert 0.0 < s.grasp.grip_position('left') <= held_at + 1e-4
