@@ -128,3 +128,18 @@ def test_a_bad_handoff_timeout_is_refused():
     from humanoid_inspection.nodes.executor import HandOffExecutor
     with pytest.raises(ValueError, match='handoff_timeout_s'):
         HandOffExecutor(num_threads=2, handoff_timeout_s=0.0)
+
+
+def test_this_rclpy_gets_the_hand_off():
+    # the override relies on MultiThreadedExecutor's thread pool and futures list (Jazzy,
+    # Kilted); without them it spins as its parent does, so a changed rclpy shows up here
+    import rclpy
+    from rclpy.context import Context
+
+    from humanoid_inspection.nodes.executor import HandOffExecutor
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        assert HandOffExecutor(num_threads=2, context=context).hands_off
+    finally:
+        rclpy.try_shutdown(context=context)

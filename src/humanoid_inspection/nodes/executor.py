@@ -14,7 +14,9 @@ docs/cell.md).
 This executor hands a callback to a worker and waits (GIL released) until the worker has begun
 it, for at most ``handoff_timeout_s``: when every worker is busy it goes on as rclpy's does.
 Callback groups, futures, tasks and coroutines behave exactly as in MultiThreadedExecutor, which
-it subclasses; only the hand-off differs.
+it subclasses; only the hand-off differs. It overrides ``_spin_once_impl`` of rclpy's
+MultiThreadedExecutor (Jazzy, Kilted: a thread pool ``_executor`` and a ``_futures`` list); an
+rclpy without those runs the parent's spin unchanged.
 """
 
 import threading
@@ -39,9 +41,14 @@ class HandOffExecutor(MultiThreadedExecutor):
             raise ValueError(f'handoff_timeout_s must be > 0, got {handoff_timeout_s}')
         super().__init__(num_threads=num_threads, context=context)
         self.handoff_timeout_s = float(handoff_timeout_s)
+        self.hands_off = hasattr(self, '_executor') and isinstance(
+            getattr(self, '_futures', None), list)
 
     def _spin_once_impl(self, timeout_sec=None,
                         wait_condition: Callable[[], bool] = lambda: False) -> None:
+        if not self.hands_off:
+            super()._spin_once_impl(timeout_sec, wait_condition)
+            return
         try:
             handler, _entity, _node = self.wait_for_ready_callbacks(timeout_sec, None,
                                                                     wait_condition)
