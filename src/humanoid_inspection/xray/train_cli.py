@@ -15,11 +15,12 @@ Labels of a candidate (working pixel (x, y)):
 
 Box refiner (box_refiner.py), trained after PatchNet in the same run: crops of z and S around
 every visible defect (from its box centre) and every candidate on one (from the candidate), at
-the scale its box calls for, with the box sides as targets (--refine-epochs, 0: none).
+every scale whose range (widened by box_refiner.SAMPLE_SCALE_SLACK) holds its box, with the
+box sides as targets (--refine-epochs, 0: none; --refine-width).
 
-The committed weights (about 20-30 min on the shared 2-core machine, docs/xray_inspection.md):
-    humanoid-inspection xray-train --images 1200 --epochs 12 \
-        --out src/humanoid_inspection/xray/models/adr_patchnet.pt
+The committed weights (docs/xray_inspection.md gives the time they took):
+    humanoid-inspection xray-train --images 1200 --epochs 16 --width 24 --refine-width 32 \
+        --refine-epochs 60 --out src/humanoid_inspection/xray/models/adr_patchnet.pt
 
 `--model unet` trains the previous TinyUNet detector instead (train_unet.py, its own options).
 """
