@@ -62,6 +62,22 @@ def test_detect_contract_cancel_and_bad_input():
         det.detect(np.full((64, 64), np.nan, np.float32), 0.1, 1.0)
 
 
+def test_detections_that_end_with_the_same_box_are_reported_once(monkeypatch):
+    from humanoid_inspection.xray import detector_cnn
+    image, _ = make_test_radiograph((256, 256), seed=34, voids=[(70, 70, 8), (180, 170, 8)])
+    det = CnnDetector(min_score=0.05)
+    found = det.detect(image, 0.1, 1.0)
+    assert len(found) >= 2                 # two pores far apart: two detections
+
+    def same_box(refiner, fe, found, transforms=1):
+        """A refiner that draws every detection's box on the first one's."""
+        return np.repeat(np.array([found[0]['box']], np.float32), len(found), 0)
+
+    monkeypatch.setattr(detector_cnn, 'refine_small_boxes', same_box)
+    (only,) = det.detect(image, 0.1, 1.0)
+    assert only.confidence == pytest.approx(max(d.confidence for d in found))
+
+
 def test_boxes_from_distances_and_nms():
     log_d = np.log(np.array([[2.0, 3.0, 4.0, 5.0]]) + BOX_LOG_OFFSET)
     box = boxes_from_distances(np.array([10]), np.array([20]), log_d)
