@@ -76,6 +76,27 @@ def test_predict_sides_averages_over_the_flips_in_the_crop_frame():
     np.testing.assert_allclose(predict_sides(Biased(), x, 8)[0], [-2.5, -2.5, 2.5, 2.5])
 
 
+def test_only_the_highest_scoring_detections_get_the_flipped_passes(monkeypatch):
+    from humanoid_inspection.xray import detector_cnn
+    rad = wall_plate_radiograph()
+    fe = compute_front_end(rad.image, rad.pixel_pitch_mm / rad.magnification)
+
+    class Biased(torch.nn.Module):
+        """Always answers the same sides: averaged over 8 flips they become symmetric."""
+
+        def forward(self, x):
+            return torch.tensor([[-1.0, -2.0, 3.0, 4.0]]).repeat(len(x), 1)
+
+    found = [{'box': np.array([100, 100, 106, 106], np.float32), 'sign': 1.0,
+              'centre': (103, 103), 'score': s} for s in (0.2, 0.9, 0.5)]
+    monkeypatch.setattr(detector_cnn, 'REFINE_TTA_MAX', 1)
+    out = detector_cnn.refine_small_boxes(Biased(), fe, found, transforms=8)
+    c = 103.5
+    np.testing.assert_allclose(out[1], [c - 2.5, c - 2.5, c + 2.5, c + 2.5])    # top score
+    for i in (0, 2):                                                              # one pass
+        np.testing.assert_allclose(out[i], [c - 1.0, c - 2.0, c + 3.0, c + 4.0])
+
+
 def test_cnn_detector_rejects_a_bad_refine_transform_count():
     with pytest.raises(ValueError, match='refine_transforms'):
         CnnDetector(model=PatchNet(width=4), refine_transforms=0)
