@@ -141,12 +141,12 @@ class WeldGrasp:
             sp = finger_setpoints.get(name)
             if sp is None:
                 continue
-            push = self._close_sign[name] * (float(sp) - self.finger_position(data, name))
+            finger = self.finger_position(data, name)
+            push = self._close_sign[name] * (float(sp) - finger)
             held = self.attached[name]
             if held is not None:
                 # the fingers may close further after the first touch: the grip is the most
                 # closed position while holding
-                finger = self.finger_position(data, name)
                 if self._close_sign[name] * (finger - self._grip_position[name]) > 0:
                     self._grip_position[name] = finger
                 # opening: the set-point is more open than where the fingers closed on the part
