@@ -234,7 +234,6 @@ def try_part(seed, parts, index, max_attempts=3, verbose=True, pose=None, baseli
     pose: optional (x, y, yaw) world pose the part is moved to first (a part pushed aside).
     """
     from humanoid_inspection.affordance.grasp import grasps_for_detection, to_frame
-    from humanoid_inspection.cell.cycle import Grasp
     from humanoid_inspection.cell.places import pose_from_quaternion
     from humanoid_inspection.manipulation.pick_place import GraspCandidate
     cell = Cell(seed, parts, baseline=baseline)
@@ -245,17 +244,10 @@ def try_part(seed, parts, index, max_attempts=3, verbose=True, pose=None, baseli
         cell.run_for(0.5)
     dets, depth_m, intr, T_base_cam = cell.look()
     truth = cell.sim.part_pose(part.part_id)
-    det, best = None, 1e9
-    for d in dets:
-        if not d.has_3d:
-            continue
-        c = cell.T_world_base @ T_base_cam @ np.r_[d.centroid_m, 1.0]
-        dist = np.linalg.norm(c[:2] - truth[:2, 3])
-        if dist < best:
-            det, best = d, dist
+    det = nearest_detection(cell, dets, T_base_cam, truth[:2, 3])
     row = {'part': part.part_id, 'family': part.family, 'slot': part.slot,
            'xy_world': [round(float(v), 3) for v in truth[:2, 3]], 'attempts': []}
-    if det is None or best > 0.06:
+    if det is None:
         row['result'] = 'not_detected'
         return row
     t0 = time.perf_counter()
@@ -278,13 +270,7 @@ def try_part(seed, parts, index, max_attempts=3, verbose=True, pose=None, baseli
     for attempt in range(max_attempts):
         if not remaining:
             break
-        g0 = remaining[0]
-        centre = (T_base_cam @ np.r_[det.centroid_m, 1.0])[:2]     # as cell_manager does
-        offset = np.asarray(g0.position[:2]) - centre
-        grasp = Grasp(0, g0.score, g0.opening_m, tuple(g0.position),
-                      tuple(_quat(g0.rotation)),
-                      offset_xy=tuple(offset) if np.hypot(*offset) <= 0.08 and not baseline
-                      else (0.0, 0.0))
+        grasp = grasp_record(remaining[0], det, T_base_cam, with_offset=not baseline)
         place = pose_from_quaternion(*cell.places.place_pose('fixture', grasp))
         cands = [GraspCandidate(c.matrix(), c.opening_m, c.score) for c in remaining]
         t0 = time.perf_counter()
@@ -312,6 +298,32 @@ def try_part(seed, parts, index, max_attempts=3, verbose=True, pose=None, baseli
         remaining = remaining[plan.grasp_index + 1:]
     row['result'] = row['attempts'][-1]['result'] if row['attempts'] else 'no attempt'
     return row
+
+
+def nearest_detection(cell, dets, T_base_cam, xy_world, max_m: float = 0.06):
+    """The detection (with 3D) whose centroid is nearest xy_world; None beyond max_m."""
+    det, best = None, 1e9
+    for d in dets:
+        if not d.has_3d:
+            continue
+        c = cell.T_world_base @ T_base_cam @ np.r_[d.centroid_m, 1.0]
+        dist = float(np.linalg.norm(c[:2] - np.asarray(xy_world)[:2]))
+        if dist < best:
+            det, best = d, dist
+    return det if best <= max_m else None
+
+
+def grasp_record(candidate, det, T_base_cam, with_offset: bool = True):
+    """cell.cycle.Grasp of a base-frame candidate with the part centre's offset as cell_manager
+    stores it: grasp point minus the detection's centre; zero beyond 8 cm or when not
+    with_offset."""
+    from humanoid_inspection.cell.cycle import Grasp
+    centre = (T_base_cam @ np.r_[det.centroid_m, 1.0])[:2]
+    offset = np.asarray(candidate.position[:2]) - centre
+    keep = with_offset and np.hypot(*offset) <= 0.08
+    return Grasp(0, candidate.score, candidate.opening_m, tuple(candidate.position),
+                 tuple(_quat(candidate.rotation)),
+                 offset_xy=tuple(offset) if keep else (0.0, 0.0))
 
 
 def carried_box(det, T_base_cam):

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'src'))
 sys.path.insert(0, str(ROOT / 'bench'))
 
-from bench_cell_pick import Cell, _quat, carried_box  # noqa: E402
+from bench_cell_pick import Cell, carried_box, grasp_record, nearest_detection  # noqa: E402
 
 
 def _stats(values):
@@ -56,22 +56,13 @@ def _stats(values):
 def part_jobs(cell, parts):
     """Per part: (part, candidates (GraspCandidate list), Grasp records, carried box)."""
     from humanoid_inspection.affordance.grasp import grasps_for_detection, to_frame
-    from humanoid_inspection.cell.cycle import Grasp
     from humanoid_inspection.cell.places import object_box_in_grasp
     from humanoid_inspection.manipulation.pick_place import GraspCandidate
     dets, depth_m, intr, T_base_cam = cell.look()
     jobs = []
     for part in parts:
-        truth = cell.sim.part_pose(part.part_id)
-        best, det = 1e9, None
-        for d in dets:
-            if not d.has_3d:
-                continue
-            c = cell.T_world_base @ T_base_cam @ np.r_[d.centroid_m, 1.0]
-            dist = float(np.linalg.norm(c[:2] - truth[:2, 3]))
-            if dist < best:
-                best, det = dist, d
-        if det is None or best > 0.06:
+        det = nearest_detection(cell, dets, T_base_cam, cell.sim.part_pose(part.part_id)[:2, 3])
+        if det is None:
             print(f'  {part.part_id}: not detected, skipped', flush=True)
             continue
         res = grasps_for_detection(det, depth_m, intr, cell.grasp_cfg)
@@ -80,12 +71,9 @@ def part_jobs(cell, parts):
             print(f'  {part.part_id}: no grasp ({res.diagnostic}), skipped', flush=True)
             continue
         box = carried_box(det, T_base_cam)
-        centre = (T_base_cam @ np.r_[det.centroid_m, 1.0])[:2]
         records = []
         for c in base:
-            offset = np.asarray(c.position[:2]) - centre
-            g = Grasp(0, c.score, c.opening_m, tuple(c.position), tuple(_quat(c.rotation)),
-                      offset_xy=tuple(offset) if np.hypot(*offset) <= 0.08 else (0.0, 0.0))
+            g = grasp_record(c, det, T_base_cam)
             g.object_box = object_box_in_grasp(g, box.pose, box.size)
             records.append(g)
         cands = [GraspCandidate(c.matrix(), c.opening_m, c.score) for c in base]
