@@ -140,3 +140,138 @@ def test_operating_point_at_a_false_alarm_budget():
     assert op['min_score'] == pytest.approx(0.3) and op['recall'] == pytest.approx(1.0)
     none = operating_point_at_false_alarms([b], 0.0)
     assert none['n_pred'] == 0 and none['recall'] == 0.0
+
+
+# AP restricted to defects >= 1 mm (COCO area-range semantics): L = large truth (>= 1 mm),
+# S = small truth (< 1 mm, ignored)
+GE1 = (1.0, float('inf'))
+
+
+def test_prediction_on_a_small_truth_is_neither_tp_nor_fp():
+    from humanoid_inspection.xray.metrics import SIZE_RANGE_GE_1MM
+    assert SIZE_RANGE_GE_1MM == GE1
+    l1, l2, s, away = [0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50], [60, 60, 70, 70]
+    # by score: TP on L1 0.9, on S 0.8, FP 0.7, TP on L2 0.6. Without the S prediction:
+    # precision 1 up to recall 0.5, 2/3 at recall 1 -> (51 + 50 * 2/3) / 101
+    r = rec([l1, s, away, l2], [0.9, 0.8, 0.7, 0.6], [l1, l2, s], sizes=[2.0, 1.5, 0.5])
+    expected = (51 + 50 * 2 / 3) / 101
+    assert average_precision([r], 0.5, size_range_mm=GE1) == pytest.approx(expected)
+    # the same as the plain AP with the small truth and its prediction removed
+    plain = rec([l1, away, l2], [0.9, 0.7, 0.6], [l1, l2], sizes=[2.0, 1.5])
+    assert average_precision([plain], 0.5) == pytest.approx(expected)
+    # counted as a FP it would give 0.5 at recall 1: (51 + 50 * 0.5) / 101 -> differs
+    assert expected != pytest.approx((51 + 50 * 0.5) / 101)
+
+
+def test_unmatched_small_truth_does_not_lower_recall():
+    r = rec([[0, 0, 10, 10]], [0.9], [[0, 0, 10, 10], [40, 40, 50, 50]], sizes=[1.0, 0.99])
+    assert average_precision([r], 0.5) == pytest.approx(51 / 101)
+    assert average_precision([r], 0.5, size_range_mm=GE1) == pytest.approx(1.0)
+    assert ap50_95([r], size_range_mm=GE1) == pytest.approx(1.0)
+
+
+def test_prediction_over_large_and_small_truth_takes_the_large_one():
+    from humanoid_inspection.xray.metrics import (
+        match_image, match_image_in_size_range, operating_point_in_size_range)
+    pred = [0, 0, 10, 10]
+    small, large = [0, 0, 10, 9], [0, 0, 10, 6]    # IoU 0.9 and 0.6 with pred
+    r = rec([pred], [0.9], [small, large], sizes=[0.8, 1.5])
+    # the plain matching takes the more similar (small) truth ...
+    assert match_image(r, 0.5)[2].tolist() == [0, -1]
+    # ... the size-range matching the large one first
+    order, tp, ignored, gt_matched, gt_ignored = match_image_in_size_range(r, 0.5, GE1)
+    assert tp.tolist() == [True] and ignored.tolist() == [False]
+    assert gt_matched.tolist() == [-1, 0] and gt_ignored.tolist() == [True, False]
+    assert average_precision([r], 0.5, size_range_mm=GE1) == pytest.approx(1.0)
+    # a second, lower-scored prediction on the small truth then takes it and is ignored
+    r2 = rec([pred, small], [0.9, 0.5], [small, large], sizes=[0.8, 1.5])
+    _, tp, ignored, gt_matched, _ = match_image_in_size_range(r2, 0.5, GE1)
+    assert tp.tolist() == [True, False] and ignored.tolist() == [False, True]
+    assert gt_matched.tolist() == [1, 0]
+    op = operating_point_in_size_range([r2], 0.0)
+    assert (op['tp'], op['fp'], op['ignored'], op['n_gt']) == (1, 0, 1, 1)
+    assert op['recall'] == 1.0 and op['false_alarms_per_image'] == 0.0
+    assert op['size_range_mm'] == [1.0, None]
+    # the plain matching pairs them the other way round
+    assert match_image(r2, 0.5)[2].tolist() == [0, 1]
+
+
+def test_unmatched_prediction_is_a_false_positive_whatever_its_size():
+    from humanoid_inspection.xray.metrics import operating_point_in_size_range
+    # a 1-px prediction matching nothing, ranked first: precision 0.5 at recall 1
+    r = rec([[50, 50, 51, 51], [0, 0, 10, 10]], [0.9, 0.8], [[0, 0, 10, 10], [30, 30, 31, 31]],
+            sizes=[2.0, 0.3])
+    assert average_precision([r], 0.5, size_range_mm=GE1) == pytest.approx(0.5)
+    op = operating_point_in_size_range([r], 0.0)
+    assert (op['tp'], op['fp'], op['ignored']) == (1, 1, 0)
+
+
+def _average_precision_before_size_ranges(records, threshold=0.5, criterion='iou'):
+    """average_precision as it was before size_range_mm (reference for bit-identity)."""
+    from humanoid_inspection.xray.metrics import match_image
+    scores, tps, n_gt = [], [], 0
+    for r in records:
+        order, tp, _ = match_image(r, threshold, criterion)
+        scores.append(r.pred_scores[order])
+        tps.append(tp)
+        n_gt += len(r.gt_boxes)
+    if n_gt == 0:
+        return float('nan')
+    scores, tps = np.concatenate(scores), np.concatenate(tps)
+    if scores.size == 0:
+        return 0.0
+    order = np.argsort(-scores, kind='stable')
+    tp_cum, fp_cum = np.cumsum(tps[order]), np.cumsum(~tps[order])
+    recall = tp_cum / n_gt
+    precision = np.maximum.accumulate((tp_cum / np.maximum(tp_cum + fp_cum, 1e-12))[::-1])[::-1]
+    idx = np.searchsorted(recall, np.linspace(0, 1, 101), side='left')
+    sampled = np.where(idx < len(precision), precision[np.minimum(idx, len(precision) - 1)], 0.0)
+    return float(np.mean(sampled))
+
+
+def _random_records(seed, n_images=12):
+    rng = np.random.default_rng(seed)
+    records = []
+    for _ in range(n_images):
+        n_gt = int(rng.integers(0, 6))
+        xy = rng.uniform(0, 200, (n_gt, 2))
+        wh = rng.uniform(3, 30, (n_gt, 2))
+        gt = np.hstack([xy, xy + wh])
+        # jittered copies of some truths (also duplicates) and random boxes
+        preds = [g + rng.normal(0, 3, 4) for g in gt for _ in range(int(rng.integers(0, 3)))]
+        for _ in range(int(rng.integers(0, 4))):
+            p = rng.uniform(0, 200, 2)
+            preds.append(np.hstack([p, p + rng.uniform(3, 30, 2)]))
+        preds = np.array(preds).reshape(-1, 4)
+        preds[:, 2:] = np.maximum(preds[:, 2:], preds[:, :2] + 1)
+        scores = np.round(rng.uniform(0, 1, len(preds)), 1)    # ties on purpose
+        sizes = list(rng.uniform(0.2, 4.0, n_gt))
+        records.append(ImageRecord(preds, scores, gt, [], sizes))
+    return records
+
+
+def test_no_size_range_is_bit_identical_to_the_plain_ap():
+    for seed in range(5):
+        records = _random_records(seed)
+        for t in (0.25, 0.5, 0.75):
+            old = _average_precision_before_size_ranges(records, t)
+            assert average_precision(records, t) == old
+            # a range holding every (finite) size ignores nothing
+            assert average_precision(records, t, size_range_mm=(0.0, float('inf'))) == old
+        assert average_precision(records, 0.5, 'centre') == \
+            _average_precision_before_size_ranges(records, 0.5, 'centre')
+    # and the range does change it where small truths exist
+    records = _random_records(0)
+    assert average_precision(records, 0.5, size_range_mm=GE1) != average_precision(records)
+
+
+def test_size_range_ap_is_nan_without_truth_in_the_range():
+    # only a small and an unknown-size truth, both found
+    r = rec([[0, 0, 10, 10], [20, 20, 30, 30]], [0.9, 0.8],
+            [[0, 0, 10, 10], [20, 20, 30, 30]], sizes=[0.5, float('nan')])
+    assert np.isnan(average_precision([r], 0.5, size_range_mm=GE1))
+    assert np.isnan(ap50_95([r], size_range_mm=GE1))
+    # the upper end is exclusive, like SIZE_BINS_MM: a 3.0 mm truth is out of [1, 3)
+    r3 = rec([[0, 0, 10, 10]], [0.9], [[0, 0, 10, 10]], sizes=[3.0])
+    assert np.isnan(average_precision([r3], 0.5, size_range_mm=(1.0, 3.0)))
+    assert average_precision([r3], 0.5, size_range_mm=(3.0, 10.0)) == pytest.approx(1.0)

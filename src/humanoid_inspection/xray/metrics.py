@@ -4,6 +4,9 @@
   truth boxes at an IoU threshold, precision made monotone, sampled at 101 recall points;
   AP50 and AP50:95 (mean over IoU 0.50, 0.55, ..., 0.95). Class-agnostic (the boxes), as the
   real annotations carry no class.
+- The same AP restricted to a defect size range (e.g. >= 1 mm), COCO area-range style: truths
+  outside the range are ignored, and so are the predictions that can only match one of them
+  (match_image_in_size_range, average_precision(..., size_range_mm=...)).
 - Recall by defect kind and by size bin, false alarms per image, at an operating score.
 - A 'centre' criterion for loose real annotations: a prediction matches a ground truth box when
   the centre of either lies inside the other.
@@ -13,7 +16,7 @@ Boxes are (x_min, y_min, x_max, y_max) in pixels, max exclusive.
 """
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -23,6 +26,8 @@ SIZE_BINS_MM = (('<1mm', 0.0, 1.0), ('1-3mm', 1.0, 3.0), ('>3mm', 3.0, float('in
 # (DefectTruth.contrast) is below this is treated as invisible: xray-train ignores its pixels
 # and xray-eval reports the figures both on all defects and on the visible ones.
 VISIBLE_CONTRAST = 0.02
+# The issue's size range: defects of 1 mm and more ([low, high) in mm, as SIZE_BINS_MM).
+SIZE_RANGE_GE_1MM = (1.0, float('inf'))
 
 
 @dataclass
@@ -125,16 +130,92 @@ def match_image(rec: ImageRecord, threshold: float, criterion: str = 'iou',
     return order, tp, gt_matched
 
 
+def gt_outside_size_range(rec: ImageRecord, size_range_mm: Optional[Tuple[float, float]]
+                          ) -> np.ndarray:
+    """Per ground-truth box: True when its size is outside [low, high) mm or not finite
+    (all False when size_range_mm is None)."""
+    sizes = np.asarray(rec.gt_sizes_mm, float).reshape(-1)
+    if size_range_mm is None:
+        return np.zeros(len(rec.gt_boxes), bool)
+    low, high = size_range_mm
+    with np.errstate(invalid='ignore'):
+        inside = np.isfinite(sizes) & (sizes >= low) & (sizes < high)
+    return ~inside
+
+
+def match_image_in_size_range(rec: ImageRecord, threshold: float,
+                              size_range_mm: Optional[Tuple[float, float]],
+                              criterion: str = 'iou', min_score: float = -np.inf):
+    """Greedy matching of one image with COCO's area-range ignore rule, by defect size.
+
+    Ground-truth boxes whose size is outside size_range_mm ([low, high) mm) or not finite are
+    *ignored* truths. Predictions are taken by decreasing score (ties and the match test as in
+    match_image); each first takes the most similar unmatched non-ignored truth at or above
+    the threshold (a true positive); failing that, the most similar unmatched ignored truth at
+    or above the threshold, and the prediction is then *ignored* (neither true nor false
+    positive); failing both, it is a false positive. Stricter than COCO on one point: COCO
+    also ignores an unmatched prediction whose own area is outside the range; here an
+    unmatched prediction is a false positive whatever its size (a prediction carries no
+    trustworthy 3-D size). With size_range_mm None nothing is ignored and the result is
+    match_image's.
+
+    Args:
+        rec: the image's predictions and ground truth (gt_sizes_mm used).
+        threshold: IoU needed for a match (for 'centre': any value in (0, 1]).
+        size_range_mm: (low, high) in mm, or None (every truth counts).
+        criterion: 'iou' or 'centre'.
+        min_score: predictions below it are left out.
+
+    Returns:
+        (order, tp, pred_ignored, gt_matched, gt_ignored): kept prediction indices by
+        decreasing score, per kept prediction bools (true positive; ignored), per gt the index
+        of its matching prediction or -1, and per gt a bool (outside the range).
+    """
+    keep = np.nonzero(rec.pred_scores >= min_score)[0]
+    order = keep[np.argsort(-rec.pred_scores[keep], kind='stable')]
+    sim = _similarity(rec, criterion)
+    gt_ignored = gt_outside_size_range(rec, size_range_mm)
+    gt_matched = np.full(len(rec.gt_boxes), -1, int)
+    tp = np.zeros(len(order), bool)
+    pred_ignored = np.zeros(len(order), bool)
+    for k, i in enumerate(order):
+        if len(rec.gt_boxes) == 0:
+            break
+        for take_ignored in (False, True):
+            cand = np.where((gt_matched < 0) & (gt_ignored == take_ignored), sim[i], -1.0)
+            j = int(np.argmax(cand))
+            if cand[j] >= threshold and cand[j] > 0:
+                gt_matched[j] = i
+                tp[k] = not take_ignored
+                pred_ignored[k] = take_ignored
+                break
+    return order, tp, pred_ignored, gt_matched, gt_ignored
+
+
 def average_precision(records: Sequence[ImageRecord], threshold: float = 0.5,
-                      criterion: str = 'iou') -> float:
-    """COCO 101-point interpolated AP over a set of images (nan when there is no gt)."""
+                      criterion: str = 'iou',
+                      size_range_mm: Optional[Tuple[float, float]] = None) -> float:
+    """COCO 101-point interpolated AP over a set of images (nan when there is no gt).
+
+    Args:
+        records: the images.
+        threshold: IoU needed for a match (for 'centre': any value in (0, 1]).
+        criterion: 'iou' or 'centre'.
+        size_range_mm: None (every truth counts), or (low, high) mm for the AP of the
+            defects in [low, high) with COCO's area-range semantics (see
+            match_image_in_size_range): the truths outside it and the predictions matched to
+            them are left out, and n_gt counts the truths in the range only; e.g.
+            SIZE_RANGE_GE_1MM for the issue's "AP50 for defects of 1 mm and more". nan
+            when no truth is in the range.
+    """
     scores, tps = [], []
     n_gt = 0
     for rec in records:
-        order, tp, _ = match_image(rec, threshold, criterion)
-        scores.append(rec.pred_scores[order])
-        tps.append(tp)
-        n_gt += len(rec.gt_boxes)
+        order, tp, ignored, _, gt_ignored = match_image_in_size_range(
+            rec, threshold, size_range_mm, criterion)
+        scores.append(rec.pred_scores[order][~ignored])
+        tps.append(tp[~ignored])
+        n_gt += int(np.count_nonzero(~gt_ignored))
     if n_gt == 0:
         return float('nan')
     scores = np.concatenate(scores) if scores else np.zeros(0)
@@ -177,9 +258,11 @@ def ap_per_class(records: Sequence[ImageRecord], threshold: float = 0.5) -> Dict
     return out
 
 
-def ap50_95(records: Sequence[ImageRecord]) -> float:
-    """Mean AP over IoU 0.50:0.05:0.95."""
-    return float(np.mean([average_precision(records, t) for t in IOU_THRESHOLDS_COCO]))
+def ap50_95(records: Sequence[ImageRecord],
+            size_range_mm: Optional[Tuple[float, float]] = None) -> float:
+    """Mean AP over IoU 0.50:0.05:0.95 (size_range_mm as in average_precision)."""
+    return float(np.mean([average_precision(records, t, size_range_mm=size_range_mm)
+                          for t in IOU_THRESHOLDS_COCO]))
 
 
 def size_bin(size_mm: float) -> str:
@@ -237,6 +320,35 @@ def operating_point(records: Sequence[ImageRecord], min_score: float, threshold:
                            for k, v in sorted(by_kind.items())},
         'recall_by_size': {k: {'recall': ratio(*v), 'n': v[1]}
                            for k, v in sorted(by_size.items())},
+    }
+
+
+def operating_point_in_size_range(records: Sequence[ImageRecord], min_score: float,
+                                  size_range_mm: Tuple[float, float] = SIZE_RANGE_GE_1MM,
+                                  threshold: float = 0.5, criterion: str = 'iou') -> dict:
+    """Recall and false alarms at one score with the ignore rule of match_image_in_size_range:
+    a prediction that matches only a truth outside the range is no false alarm.
+
+    Returns:
+        dict with min_score, size_range_mm ([low, high], None for an infinite high), n_gt
+        (truths in the range), tp, fp, ignored (predictions matched to truths outside it),
+        recall, false_alarms_per_image.
+    """
+    tp_total = fp_total = ignored_total = n_gt = 0
+    for rec in records:
+        _, tp, ignored, _, gt_ignored = match_image_in_size_range(
+            rec, threshold, size_range_mm, criterion, min_score)
+        tp_total += int(tp.sum())
+        ignored_total += int(ignored.sum())
+        fp_total += int((~tp & ~ignored).sum())
+        n_gt += int(np.count_nonzero(~gt_ignored))
+    return {
+        'min_score': float(min_score),
+        'size_range_mm': [float(v) if np.isfinite(v) else None for v in size_range_mm],
+        'threshold': float(threshold), 'criterion': criterion, 'n_images': len(records),
+        'n_gt': n_gt, 'tp': tp_total, 'fp': fp_total, 'ignored': ignored_total,
+        'recall': float(tp_total / n_gt) if n_gt else float('nan'),
+        'false_alarms_per_image': float(fp_total / len(records)) if records else float('nan'),
     }
 
 
