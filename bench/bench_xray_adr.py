@@ -2,7 +2,8 @@
 
 Latency: full pipeline (validate + detect + grade) on simulated 16-bit radiographs of
 1024x1024 and 2048x2048 (median and p95 over --repeats runs, after one warm-up), on this
-machine's CPU threads. Quality: AP50, AP50:95, recall (all, >= 1 mm), false alarms per image
+machine's CPU threads. Quality: AP50, AP50:95 (all defects and >= 1 mm, the latter with
+COCO's area-range ignore rule), recall (all, >= 1 mm), false alarms per image
 and part-level escape / false-reject rates on the synthetic held-out set (part seeds from
 100000, never used for training). The classical detector and the previous learned detector
 ('unet') are the baselines of the same run; the load average of the shared machine is
@@ -77,6 +78,7 @@ def main(argv=None) -> int:
             results[name] = {
                 'latency': lat, 'load_average_1_5_15': [round(v, 2) for v in os.getloadavg()],
                 'ap50': q['ap50'], 'ap50_95': q['ap50_95'],
+                'ap50_ge_1mm': q['ap50_ge_1mm'], 'ap50_95_ge_1mm': q['ap50_95_ge_1mm'],
                 'ap50_per_class': q['ap50_per_class'], 'map50_per_class': q['map50_per_class'],
                 'recall': op['recall'], 'recall_ge_1mm': op['recall_ge_1mm'],
                 'false_alarms_per_image': op['false_alarms_per_image'],
@@ -87,7 +89,8 @@ def main(argv=None) -> int:
                 'at_0.2_false_alarms_per_image': {
                     k: q['operating_point_fa_0.2'][k] for k in
                     ('min_score', 'recall', 'recall_ge_1mm', 'false_alarms_per_image')}}
-            print(f'  AP50 {q["ap50"]:.3f}  AP50:95 {q["ap50_95"]:.3f}  per-class mAP50 '
+            print(f'  AP50 {q["ap50"]:.3f}  AP50>=1mm {q["ap50_ge_1mm"]:.3f}  AP50:95 '
+                  f'{q["ap50_95"]:.3f}  AP50:95>=1mm {q["ap50_95_ge_1mm"]:.3f}  per-class mAP50 '
                   f'{q["map50_per_class"]:.3f}  recall {op["recall"]:.3f}'
                   f'  recall>=1mm {op["recall_ge_1mm"]:.3f}  FA/img '
                   f'{op["false_alarms_per_image"]:.2f}  escape '
@@ -115,6 +118,8 @@ def main(argv=None) -> int:
         targets = {
             'median_2048_le_0.1s': default['latency']['2048x2048']['median_s'] <= 0.1,
             'ap50_ge_0.90': default['ap50'] >= 0.90,
+            # the sentence puts the AP target on the defects >= 1 mm too
+            'ap50_ge_1mm_ge_0.90': default['ap50_ge_1mm'] >= 0.90,
             'recall_ge_1mm_ge_0.95': default['recall_ge_1mm'] >= 0.95,
             'false_alarms_le_0.2': default['false_alarms_per_image'] <= 0.2,
             'recall_ge_1mm_ge_0.95_at_le_0.2_fa':

@@ -116,8 +116,11 @@ def test_eval_command_reports_both_part_level_rates(tmp_path, capsys):
                      '--out', str(out), '--quiet']) == 0
     (result,) = json.loads((out / 'metrics.json').read_text())['results']
     assert result['detector'] == 'cnn' and 0.0 <= result['ap50'] <= 1.0
+    assert 'ap50_ge_1mm' in result and 'ap50_95_ge_1mm' in result
     graded = result['part_level_graded_truth']
     assert graded['n_defective_parts'] + graded['n_good_parts'] == 2
     fa = result['operating_point_fa_0.2']
     assert fa['false_alarms_per_image'] <= 0.2
     assert (out / 'report.html').is_file()
+    assert 'AP50 &ge;1mm' in (out / 'report.html').read_text()
+    assert 'AP50>=1mm' in capsys.readouterr().out

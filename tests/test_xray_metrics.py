@@ -125,6 +125,13 @@ def test_evaluate_reports_visible_only_figures(tmp_path):
     vis = result['visible_only']
     assert vis['n_gt'] + vis['n_invisible'] == n_gt
     assert vis['min_abs_contrast'] > 0 and 0.0 <= result['ap50'] <= 1.0
+    # AP for defects >= 1 mm beside (not instead of) the all-defects AP
+    n_ge1 = sum(s >= 1.0 for item in items for s in item['gt_sizes'])
+    op = result['operating_point_iou50_ge_1mm']
+    assert op['n_gt'] == n_ge1 and op['size_range_mm'] == [1.0, None]
+    for key in ('ap50_ge_1mm', 'ap50_95_ge_1mm'):
+        assert (0.0 <= result[key] <= 1.0) if n_ge1 else np.isnan(result[key])
+    assert result['ap50_95_ge_1mm'] <= result['ap50_ge_1mm'] or not n_ge1
 
 
 def test_operating_point_at_a_false_alarm_budget():
