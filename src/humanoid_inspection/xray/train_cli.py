@@ -22,7 +22,8 @@ The committed weights (docs/xray_inspection.md gives the time they took):
     humanoid-inspection xray-train --images 1200 --epochs 16 --width 24 --refine-width 32 \
         --refine-epochs 60 --out src/humanoid_inspection/xray/models/adr_patchnet.pt
 
-`--model unet` trains the previous TinyUNet detector instead (train_unet.py, its own options).
+`--model seg` trains the dense SegNet detector instead (train_seg.py, its own options), and
+`--model unet` the previous TinyUNet detector (train_unet.py, its own options).
 """
 
 import argparse
@@ -344,9 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     from humanoid_inspection.xray.detector_cnn import DEFAULT_WEIGHTS
     ap = argparse.ArgumentParser(prog='humanoid-inspection xray-train', description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--model', choices=('patch', 'unet'), default='patch',
-                    help="'patch': the default learned detector; 'unet': the previous one "
-                    '(other options: xray-train --model unet --help)')
+    ap.add_argument('--model', choices=('patch', 'seg', 'unet'), default='patch',
+                    help="'patch': the 'cnn' detector's networks; 'seg': the dense 'seg' "
+                    "detector; 'unet': the previous one (their own options: xray-train "
+                    '--model seg --help)')
     ap.add_argument('--out', default=str(DEFAULT_WEIGHTS), help='weights file (.pt)')
     ap.add_argument('--images', type=int, default=1200, help='simulated training radiographs')
     ap.add_argument('--seed-base', type=int, default=TRAIN_SEED_BASE,
@@ -385,6 +387,9 @@ def main(argv=None) -> int:
         if i + 1 < len(argv) and argv[i + 1] == 'unet':
             from humanoid_inspection.xray import train_unet
             return train_unet.main(argv[:i] + argv[i + 2:])
+        if i + 1 < len(argv) and argv[i + 1] == 'seg':
+            from humanoid_inspection.xray import train_seg
+            return train_seg.main(argv[:i] + argv[i + 2:])
     args = build_parser().parse_args(argv)
     args.argv = argv
     for name in ('images', 'epochs', 'batch', 'threads', 'width', 'refine_width'):
