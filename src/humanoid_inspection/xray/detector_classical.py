@@ -148,7 +148,7 @@ class ClassicalDetector:
             return None
         bh, bw = mask.shape
         sl = (slice(y0, y0 + bh), slice(x0, x0 + bw))
-        resid = (fe.S - fe.B)[sl][mask] * sign
+        resid = (fe.S[sl] - fe.B[sl])[mask] * sign
         amplitude = float(resid.max())
         if amplitude > (p.max_void_log if sign > 0 else p.max_inclusion_log):
             return None                       # a hole / boss edge: far too strong for a defect
