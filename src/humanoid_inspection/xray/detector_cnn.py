@@ -458,7 +458,8 @@ def defect_from_region(fe: FrontEnd, x0: int, y0: int, mask: np.ndarray, box, si
     size = Feret diameter of the region (mm).
     """
     bh, bw = mask.shape
-    delta = float(np.mean((fe.S - fe.B)[y0:y0 + bh, x0:x0 + bw][mask]))
+    sl = (slice(y0, y0 + bh), slice(x0, x0 + bw))
+    delta = float(np.mean((fe.S[sl] - fe.B[sl])[mask]))   # (S - B) of the box only
     contrast = 1.0 - math.exp(delta)       # (I_bg - I) / I_bg with I = I_bg exp(delta)
     sx, sy = fe.scale_xy
     h, w = fe.full_shape
