@@ -34,8 +34,8 @@ IGNORE = 255
 CROP_PX = 160
 TRAIN_CROP_PX = 128
 CROPS_ON_DEFECTS = 6
-CROPS_ON_PART = 8
-DATA_VERSION = 4            # bumped whenever the crops change (training caches)
+CROPS_ON_PART = 4
+DATA_VERSION = 3            # bumped whenever the crops change (training caches)
 
 
 def label_maps(fe, truth, visible_contrast: float) -> np.ndarray:
@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help='first part seed of the training set')
     ap.add_argument('--size', type=int, default=1024, help='detector side (px)')
     ap.add_argument('--defect-probability', type=float, default=1.0)
-    ap.add_argument('--epochs', type=int, default=12)
+    ap.add_argument('--epochs', type=int, default=16)
     ap.add_argument('--batch', type=int, default=16)
     ap.add_argument('--width', type=int, default=16, help='U-Net first-level width')
     ap.add_argument('--lr', type=float, default=3e-3)
