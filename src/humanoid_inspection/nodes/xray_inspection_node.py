@@ -31,8 +31,8 @@ from humanoid_inspection.nodes.node_support import (
 
 ACCEPTED_ENCODINGS = ('mono8', 'mono16', '32FC1')
 PARAMS = (
-    Param('detector', 'default', "defect detector: 'default' (= 'cnn'), 'classical', 'cnn' or "
-          "'unet'"),
+    Param('detector', 'default', "defect detector: 'default' (= 'cnn'), 'classical', 'cnn', "
+          "'seg', 'ensemble' or 'unet'"),
     Param('default_pixel_pitch_mm', 0.2, 'detector pixel pitch used when the goal gives 0 (mm)',
           1e-4, 10.0),
     Param('default_magnification', 1.2857, 'geometric magnification used when the goal gives 0',

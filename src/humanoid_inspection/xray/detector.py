@@ -18,7 +18,7 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 
 DEFECT_KINDS = ('gas_porosity', 'shrinkage', 'crack', 'inclusion')
-DETECTOR_NAMES = ('classical', 'cnn', 'seg', 'unet')
+DETECTOR_NAMES = ('classical', 'cnn', 'seg', 'ensemble', 'unet')
 # Chosen from the measurements in docs/xray_inspection.md (bench/bench_xray_adr.py): the
 # CNN has the higher AP50 and fewer false alarms on the synthetic held-out set (both are far
 # from the targets; see the doc).
@@ -142,7 +142,7 @@ def mm_per_px(pixel_pitch_mm: float, magnification: float) -> float:
 
 
 def make_detector(name: str = 'default', **kwargs):
-    """Build a detector by name: 'classical', 'cnn', 'seg', 'unet' or 'default'
+    """Build a detector by name: 'classical', 'cnn', 'seg', 'ensemble', 'unet' or 'default'
     (= DEFAULT_DETECTOR).
 
     Every detector has `name` and `detect(image, pixel_pitch_mm, magnification,
@@ -161,6 +161,9 @@ def make_detector(name: str = 'default', **kwargs):
     if key == 'seg':
         from humanoid_inspection.xray.detector_seg import SegDetector
         return SegDetector(**kwargs)
+    if key == 'ensemble':
+        from humanoid_inspection.xray.detector_ensemble import EnsembleDetector
+        return EnsembleDetector(**kwargs)
     if key == 'unet':
         from humanoid_inspection.xray.detector_unet import UnetDetector
         return UnetDetector(**kwargs)

@@ -269,6 +269,12 @@ class CnnDetector:
         img = validate_radiograph(image, copy=False)
         mmpp = mm_per_px(pixel_pitch_mm, magnification)
         fe = compute_front_end(img, mmpp, self.params, should_cancel)
+        return self.detect_on_front_end(fe, mmpp, should_cancel)
+
+    def detect_on_front_end(self, fe: FrontEnd, mmpp: float,
+                            should_cancel: CancelCheck = None) -> List[DetectedDefect]:
+        """The detections of an already computed front end (its background, residual and
+        working resolution must be those of self.params; run inside cv_threads())."""
         xs, ys, _ = find_candidates(fe.z, self.params.peak_threshold, self.params.nms_px,
                                     self.params.max_candidates)
         check_cancel(should_cancel)

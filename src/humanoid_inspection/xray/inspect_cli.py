@@ -101,11 +101,12 @@ padding:4px}} table{{border-collapse:collapse}}</style></head><body>
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
+    from humanoid_inspection.xray.detector import DETECTOR_NAMES
     ap = argparse.ArgumentParser(prog='humanoid-inspection inspect', description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('paths', nargs='+', help='radiograph files (PNG/TIFF) or folders')
     ap.add_argument('--out', default='inspection_report', help='output folder')
-    ap.add_argument('--detector', default='default', choices=('default', 'classical', 'cnn'))
+    ap.add_argument('--detector', default='default', choices=('default',) + DETECTOR_NAMES)
     ap.add_argument('--pixel-pitch-mm', type=float, default=0.2,
                     help='detector pixel pitch (mm)')
     ap.add_argument('--magnification', type=float, default=1.0)

@@ -100,7 +100,7 @@ def inspect_radiograph(image: np.ndarray, pixel_pitch_mm: float, magnification: 
         pixel_pitch_mm: detector pixel pitch (mm).
         magnification: geometric magnification (SDD / SOD).
         family: part family of the acceptance table ('housing', 'bracket', 'hub', 'generic').
-        detector: 'default' | 'classical' | 'cnn' | 'unet' or a detector object.
+        detector: 'default' or a name of detector.DETECTOR_NAMES, or a detector object.
         table: acceptance table (default config/acceptance_e505.yaml, loaded once).
         should_cancel: polled between stages (and inside the detector); when it returns True
             InspectionCancelled is raised.
