@@ -5,13 +5,14 @@ Latency: full pipeline (validate + detect + grade) on simulated 16-bit radiograp
 machine's CPU threads. Quality: AP50, AP50:95 (all defects and >= 1 mm, the latter with
 COCO's area-range ignore rule), recall (all, >= 1 mm), false alarms per image
 and part-level escape / false-reject rates on the synthetic held-out set (part seeds from
-100000, never used for training). The classical detector and the previous learned detector
-('unet') are the baselines of the same run; the load average of the shared machine is
-recorded next to the timings.
+100000, never used for training). Every detector named runs in the same process (the
+classical one is the baseline, 'cnn', 'seg' and 'ensemble' the learned ones; the old 'unet'
+on request); the load average of the shared machine is recorded next to the timings.
 Targets (issue 3) for the default detector: median <= 0.1 s at 2048x2048, AP50 >= 0.90,
 recall >= 0.95 for defects >= 1 mm at <= 0.2 false alarms per image.
 
-    python bench/bench_xray_adr.py [--images 30] [--repeats 5] [--detectors classical,cnn,unet]
+    python bench/bench_xray_adr.py [--images 30] [--repeats 5] \
+        [--detectors classical,cnn,seg,ensemble]
         [--out bench/results/xray_adr.json]
 """
 
@@ -57,7 +58,7 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--images', type=int, default=30, help='held-out radiographs (1024 px)')
     ap.add_argument('--repeats', type=int, default=5)
-    ap.add_argument('--detectors', default='classical,cnn,unet')
+    ap.add_argument('--detectors', default='classical,cnn,seg,ensemble')
     ap.add_argument('--out', default=str(Path(__file__).parent / 'results' / 'xray_adr.json'))
     args = ap.parse_args(argv)
     from humanoid_inspection.xray.detector import DEFAULT_DETECTOR
