@@ -1,5 +1,6 @@
 """The 'ensemble' detector: fusing the cnn's and the seg's answers, one shared front end."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -47,8 +48,11 @@ def test_ensemble_detect_contract(tmp_path):
     det = make_detector('ensemble', seg=SegDetector(tmp_path / 'seg.pt'))
     assert isinstance(det, EnsembleDetector)
     image, _ = make_test_radiograph((256, 256), seed=32, voids=[(100, 110, 10)])
+    cv_before, torch_before = cv2.getNumThreads(), torch.get_num_threads()
     for d in det.detect(image, 0.1, 1.0):
         assert 0 <= d.confidence <= 1 and d.features['agreement'] in (0.0, 1.0)
+    # the seg's inputs run on a second thread: nothing may change the process's settings
+    assert (cv2.getNumThreads(), torch.get_num_threads()) == (cv_before, torch_before)
     with pytest.raises(InspectionCancelled):
         det.detect(image, 0.1, 1.0, should_cancel=lambda: True)
     with pytest.raises(ValueError):

@@ -7,9 +7,11 @@ class) with the mean of the two confidences; a defect only one of them reports k
 own detection at half its confidence (one opinion out of two). Agreement ranks first, so the
 false alarms of either one (each makes its own) fall below the defects both see.
 
-Costs the front end once, plus both networks. No ROS imports.
+Costs the front end once, plus both networks; the seg's input maps (OpenCV) are computed on a
+second thread while the cnn runs. No ROS imports.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import List
 
@@ -85,7 +87,11 @@ class EnsembleDetector:
         mmpp = mm_per_px(pixel_pitch_mm, magnification)
         with cv_threads():
             fe = compute_front_end(img, mmpp, self.params, should_cancel)
-            from_cnn = self.cnn.detect_on_front_end(fe, mmpp, should_cancel)
+            # the seg's input maps (OpenCV, no torch) on a second thread while the cnn runs
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                prepared = pool.submit(self.seg.prepare, fe)
+                from_cnn = self.cnn.detect_on_front_end(fe, mmpp, should_cancel)
+                prepared = prepared.result()
         check_cancel(should_cancel)
-        from_seg = self.seg.detect_on_front_end(fe, mmpp, should_cancel)
+        from_seg = self.seg.detect_prepared(fe, mmpp, prepared, should_cancel)
         return fuse(from_cnn, from_seg)

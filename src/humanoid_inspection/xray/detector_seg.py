@@ -328,15 +328,25 @@ class SegDetector:
         """The detections of an already computed front end (its background, residual and
         working resolution must be those of self.params)."""
         with cv_threads():
-            window = material_window(fe, align=self.model.multiple)
-            inputs = seg_inputs(fe)     # whole image: the blurs see what training saw
+            prepared = self.prepare(fe)
+        return self.detect_prepared(fe, mmpp, prepared, should_cancel)
+
+    def prepare(self, fe: FrontEnd):
+        """(window, inputs): the part's window and the network input of the whole image
+        (the blurs then see what training saw). OpenCV and numpy only, no torch: it may run
+        on a thread beside another detector's network (the ensemble does)."""
+        return material_window(fe, align=self.model.multiple), seg_inputs(fe)
+
+    def detect_prepared(self, fe: FrontEnd, mmpp: float, prepared,
+                        should_cancel: CancelCheck = None) -> list:
+        """The detections from prepare()'s window and inputs."""
+        (y0, y1, x0, x1), inputs = prepared
         check_cancel(should_cancel)
-        y0, y1, x0, x1 = window
         maps = predict_maps(self.model, inputs[:, y0:y1, x0:x1], should_cancel,
                             bf16=self.bf16)
         check_cancel(should_cancel)
         with cv_threads():
-            return self._defects(fe, maps, mmpp, window[0], window[2])
+            return self._defects(fe, maps, mmpp, y0, x0)
 
     def _defects(self, fe: FrontEnd, maps: np.ndarray, mmpp_full: float, y0: int = 0,
                  x0: int = 0) -> list:
