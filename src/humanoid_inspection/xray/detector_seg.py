@@ -25,9 +25,10 @@ rule the 'cnn' detector uses, was measured and lowered AP50 (docs/xray_inspectio
 Confidence = the component's highest defect probability times the mean over its pixels
 (instance_score); class = the kind with the highest summed probability over the mask.
 
-Inference runs the network in bfloat16 (autocast; oneDNN uses the CPU's AMX/AVX-512 bf16
-units where present) on INFERENCE_THREADS torch threads, over overlapping tiles of at most
-TILE_PX working pixels. No ROS imports.
+Inference runs the network on the part's window only (material_window: the open beam around
+a part holds no defect), aligned to the network's 8-pixel grid, in bfloat16 (autocast;
+oneDNN uses the CPU's AMX/AVX-512 bf16 units where present) on INFERENCE_THREADS torch
+threads, over overlapping tiles of at most TILE_PX working pixels. No ROS imports.
 """
 
 from pathlib import Path
