@@ -41,11 +41,19 @@ def _processes_on_domain(domain_id: int):
 def test_ctrl_c_cancels_the_cycle_and_stops_every_process(ros_domain_id, tmp_path):
     env = ros_environment(ros_domain_id)
     out = tmp_path / 'demo'
-    demo = subprocess.Popen(
-        [sys.executable, '-m', 'humanoid_inspection.cli', 'demo', '--parts', '2',
-         '--out', str(out), '--domain-id', str(ros_domain_id)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+    # A terminal's foreground job starts with Ctrl-C at its default. When the tests themselves
+    # run as a background job of a non-interactive shell (`bash scripts/test.sh &`), SIGINT
+    # is ignored and a child would inherit that (Python then installs no KeyboardInterrupt
+    # handler): give the demo the default disposition, as a terminal would.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        demo = subprocess.Popen(
+            [sys.executable, '-m', 'humanoid_inspection.cli', 'demo', '--parts', '2',
+             '--out', str(out), '--domain-id', str(ros_domain_id)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     lines, errors = [], []
     readers = [threading.Thread(target=lambda s=s, sink=sink: sink.extend(s), daemon=True)
                for s, sink in ((demo.stdout, lines), (demo.stderr, errors))]
