@@ -79,6 +79,7 @@ class FrontEnd:
         full_shape: (H, W) of the radiograph.
         mm_per_px: object-plane size of a working pixel (mm).
         context: S reduced by FrontEndParams.context_factor (float32).
+        weight: exp((B - 9) / 2), the quantum-noise weighting of the residuals (float32).
     """
 
     L: np.ndarray
@@ -91,6 +92,7 @@ class FrontEnd:
     full_shape: Tuple[int, int]
     mm_per_px: float
     context: np.ndarray
+    weight: np.ndarray
 
     def residual(self) -> np.ndarray:
         """S - B (log units)."""
@@ -180,10 +182,10 @@ def _front_end(image: np.ndarray, mm_per_px_full: float, params: FrontEndParams,
     check_cancel(should_cancel)
     weight = cv2.exp(0.5 * (background - 9.0))
     high = (log_img - smooth) * weight
-    stride = max(1, int(math.sqrt(h * w / 250000.0)))
+    stride = sample_stride(background.shape)
     level = background[::stride, ::stride]
     sample = high[::stride, ::stride]
-    part = level < np.percentile(level, 99) - 0.1          # leave the open beam out
+    part = level < open_beam_level(background) - 0.1       # leave the open beam out
     if np.count_nonzero(part) > 1000:
         sample = sample[part]
     noise = 1.4826 * float(np.median(np.abs(sample)))
@@ -194,7 +196,20 @@ def _front_end(image: np.ndarray, mm_per_px_full: float, params: FrontEndParams,
     context = cv2.resize(smooth, (max(1, w // cf), max(1, h // cf)),
                          interpolation=cv2.INTER_AREA)
     return FrontEnd(log_img, smooth, background, z, noise, factor, scale, tuple(full_shape),
-                    mmpp, context)
+                    mmpp, context, weight)
+
+
+def sample_stride(shape) -> int:
+    """Grid step that samples an image of this shape at about 250 000 points."""
+    h, w = shape[:2]
+    return max(1, int(math.sqrt(h * w / 250000.0)))
+
+
+def open_beam_level(background: np.ndarray) -> float:
+    """The open beam's level in a background map (log units): its 99th percentile, sampled
+    on the sample_stride grid. Material lies below it."""
+    stride = sample_stride(background.shape)
+    return float(np.percentile(background[::stride, ::stride], 99))
 
 
 def find_candidates(z: np.ndarray, threshold: float, nms_px: int = 5,

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from humanoid_inspection.xray.candidates import (
-    FrontEnd, FrontEndParams, compute_front_end, cv_threads)
+    FrontEnd, FrontEndParams, compute_front_end, cv_threads, open_beam_level)
 from humanoid_inspection.xray.checkpoint import (
     float_state_dict, half_state_dict, read_checkpoint)
 from humanoid_inspection.xray.detector import (
@@ -88,9 +88,7 @@ def material_window(fe: FrontEnd, margin: int = TILE_OVERLAP_PX, align: int = 8)
     poolings then fall on the same grid as on the whole image, and so do its answers (off
     the grid, validation AP50 was 0.479 instead of 0.509)."""
     h, w = fe.B.shape
-    step = max(1, int(np.sqrt(h * w / 250000.0)))
-    level = np.percentile(fe.B[::step, ::step], 99) - MATERIAL_LOG
-    material = fe.B < level
+    material = fe.B < open_beam_level(fe.B) - MATERIAL_LOG
     rows = np.nonzero(material.any(1))[0]
     cols = np.nonzero(material.any(0))[0]
     if not len(rows):
@@ -102,9 +100,8 @@ def material_window(fe: FrontEnd, margin: int = TILE_OVERLAP_PX, align: int = 8)
 
 def seg_inputs(fe: FrontEnd) -> np.ndarray:
     """The network input (IN_CHANNELS, h, w) float32 of one front end (see the module doc)."""
-    S, B, z = fe.S, fe.B, fe.z
-    weight = cv2.multiply(cv2.exp(cv2.subtract(B, 9.0) * np.float32(0.5)),
-                          1.0 / fe.noise * INPUT_GAIN)
+    S, z = fe.S, fe.z
+    weight = cv2.multiply(fe.weight, 1.0 / fe.noise * INPUT_GAIN)   # the front end's weighting
     side = max(3, int(round(COARSE_BACKGROUND_MM / fe.mm_per_px)) | 1)
     kernel = np.ones((side, side), np.uint8)
     coarse_bg = cv2.morphologyEx(cv2.morphologyEx(S, cv2.MORPH_OPEN, kernel),
