@@ -1,13 +1,14 @@
 """The weight files of the learned X-ray detectors: float16 on disk, float32 in memory.
 
-Shared by detector_cnn (PatchNet) and detector_unet (TinyUNet): each writes
+Shared by detector_cnn (PatchNet), detector_seg (SegNet) and detector_unet (TinyUNet): each
+writes
 {'config', 'state_dict', 'meta', 'classes', ...} with torch.save and reads it back through
 read_checkpoint, which checks what every such file must hold; the model module then checks
 its own keys (classes, patch size, ...).
 """
 
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Callable, Dict, Tuple
 
 import torch
 
@@ -47,3 +48,15 @@ def read_checkpoint(path: Path, model_name: str, train_command: str) -> Tuple[Pa
     if not isinstance(ckpt, dict) or 'state_dict' not in ckpt or 'config' not in ckpt:
         raise ValueError(f'{path}: not a {model_name} checkpoint (missing config/state_dict)')
     return path, ckpt
+
+
+def write_weights(path, save: Callable[[Path], None], meta: dict) -> dict:
+    """Write a trained model with save(path) (its folder made first) and return the training
+    summary `meta` with the file's path and size added (after the save: the file holds meta
+    without them)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save(path)
+    meta['weights'] = str(path)
+    meta['weights_bytes'] = path.stat().st_size
+    return meta

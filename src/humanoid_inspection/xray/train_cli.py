@@ -272,6 +272,7 @@ def train(args) -> dict:
     from tqdm import tqdm
 
     from humanoid_inspection.xray.candidates import FrontEndParams
+    from humanoid_inspection.xray.checkpoint import write_weights
     from humanoid_inspection.xray.detector_cnn import (
         CLASSES, PatchNet, count_parameters, save_model)
 
@@ -332,12 +333,8 @@ def train(args) -> dict:
             'threads': args.threads, 'parameters': count_parameters(model),
             'torch': str(torch.__version__)}
     model.eval()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_model(model, out, meta, params, refiner)
-    meta['weights'] = str(out)
-    meta['weights_bytes'] = out.stat().st_size
-    return meta
+    return write_weights(args.out, lambda path: save_model(model, path, meta, params, refiner),
+                         meta)
 
 
 def build_parser() -> argparse.ArgumentParser:

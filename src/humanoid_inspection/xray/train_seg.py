@@ -184,6 +184,7 @@ def train(args) -> dict:
     from tqdm import tqdm
 
     from humanoid_inspection.xray.candidates import FrontEndParams
+    from humanoid_inspection.xray.checkpoint import write_weights
     from humanoid_inspection.xray.detector_seg import (
         CLASSES, SegNet, count_parameters, save_model)
     from humanoid_inspection.xray.train_cli import _optimiser_step
@@ -241,12 +242,8 @@ def train(args) -> dict:
             'threads': args.threads, 'workers': args.workers,
             'parameters': count_parameters(model), 'torch': str(torch.__version__)}
     model.eval()
-    out_path = Path(args.out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    save_model(model, out_path, meta, FrontEndParams())
-    meta['weights'] = str(out_path)
-    meta['weights_bytes'] = out_path.stat().st_size
-    return meta
+    return write_weights(args.out, lambda path: save_model(model, path, meta, FrontEndParams()),
+                         meta)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -101,6 +101,7 @@ def train(args) -> dict:
     import torch
     from tqdm import tqdm
 
+    from humanoid_inspection.xray.checkpoint import write_weights
     from humanoid_inspection.xray.detector_unet import (
         CLASSES, TinyUNet, count_parameters, save_model)
 
@@ -151,12 +152,7 @@ def train(args) -> dict:
             'total_s': round(t_total, 1), 'threads': args.threads,
             'parameters': count_parameters(model), 'torch': str(torch.__version__)}
     model.eval()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_model(model, out, meta)
-    meta['weights'] = str(out)
-    meta['weights_bytes'] = out.stat().st_size
-    return meta
+    return write_weights(args.out, lambda path: save_model(model, path, meta), meta)
 
 
 def build_parser() -> argparse.ArgumentParser:
