@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from humanoid_inspection.xray.metrics import (
-    ImageRecord, ap50_95, ap_per_class, average_precision, centre_match_matrix, iou_matrix,
-    operating_point, part_level_rates, size_bin)
+    ImageRecord, ap50_95, ap_per_class, average_precision, centre_match_matrix,
+    detectability_bin, iou_matrix, operating_point, part_level_rates, size_bin, truth_outcomes)
 
 
 def rec(pred, scores, gt, kinds=(), sizes=()):
@@ -90,6 +90,28 @@ def test_recall_by_kind_and_size_bin_at_operating_score():
     assert op['fp'] == 1 and op['precision'] == pytest.approx(0.5)
 
 
+def test_recall_of_defects_of_1mm_and_more_by_detectability():
+    # three truths >= 1 mm (d' 3, 12 and 80) and one < 1 mm; the d' 12 one is missed
+    r = ImageRecord([[0, 0, 10, 10], [40, 40, 50, 50], [60, 60, 70, 70]], [0.9, 0.8, 0.7],
+                    [[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50], [60, 60, 70, 70]],
+                    ['crack'] * 4, [2.0, 1.5, 4.0, 0.5], gt_detectability=[3.0, 12.0, 80.0, 9.0])
+    by_d = operating_point([r], min_score=0.5)['recall_ge_1mm_by_detectability']
+    assert by_d == {"d'<5": {'recall': 1.0, 'n': 1}, "d'5-15": {'recall': 0.0, 'n': 1},
+                    "d'>=50": {'recall': 1.0, 'n': 1}}
+    out = truth_outcomes([r], min_score=0.75)
+    assert out['hit'].tolist() == [True, False, True, False]
+    assert out['detectability'].tolist() == [3.0, 12.0, 80.0, 9.0]
+    assert out['size_mm'].tolist() == [2.0, 1.5, 4.0, 0.5]
+    assert [detectability_bin(d) for d in (4.9, 5.0, 49.0, 50.0, float('nan'))] == \
+        ["d'<5", "d'5-15", "d'15-50", "d'>=50", 'unknown']
+    # real annotations carry no d': every truth lands in 'unknown'
+    plain = rec([[0, 0, 10, 10]], [0.9], [[0, 0, 10, 10]], sizes=[2.0])
+    assert operating_point([plain], 0.5)['recall_ge_1mm_by_detectability'] == \
+        {'unknown': {'recall': 1.0, 'n': 1}}
+    with pytest.raises(ValueError, match='gt_detectability'):
+        ImageRecord([], [], [[0, 0, 1, 1]], gt_detectability=[1.0, 2.0])
+
+
 def test_centre_criterion_matches_loose_boxes():
     m = centre_match_matrix([[4, 4, 6, 6]], [[0, 0, 30, 30], [50, 50, 60, 60]])
     assert m.tolist() == [[1.0, 0.0]]
@@ -132,6 +154,12 @@ def test_evaluate_reports_visible_only_figures(tmp_path):
     for key in ('ap50_ge_1mm', 'ap50_95_ge_1mm'):
         assert (0.0 <= result[key] <= 1.0) if n_ge1 else np.isnan(result[key])
     assert result['ap50_95_ge_1mm'] <= result['ap50_ge_1mm'] or not n_ge1
+    # the ideal observer's verdict on the same defects and the POD figure
+    d = result['detectability_ge_1mm']
+    assert d['n_gt'] == n_ge1 and 0 <= d['n_below_rose'] <= n_ge1
+    found = result['operating_point_iou50']['recall_ge_1mm'] * n_ge1 if n_ge1 else 0
+    assert d['misses_below_rose'] + d['misses_at_or_above_rose'] == n_ge1 - round(found)
+    assert (tmp_path / result['pod_figure']).stat().st_size > 1000
 
 
 def test_operating_point_at_a_false_alarm_budget():

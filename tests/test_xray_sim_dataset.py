@@ -43,6 +43,7 @@ def test_dataset_command_writes_images_annotations_and_previews(tmp_path):
         assert (xs.min(), ys.min(), xs.max() + 1 - x, ys.max() + 1 - y) == (x, y, w, h)
         assert annotation['area'] == mask.sum()
         assert annotation['size_mm'] > 0 and annotation['area_mm2'] > 0
+        assert annotation['detectability'] > 0
     assert (out / 'previews' / '000000.png').exists()
     assert not (out / 'previews' / '000001.png').exists()
     # same seed, same bytes

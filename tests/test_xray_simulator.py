@@ -213,3 +213,41 @@ def test_bad_part_pose_and_seed_raise():
         simulate_radiograph('housing', small_config())
     with pytest.raises(ValueError, match='seed'):
         simulate_radiograph(plate(), small_config(), seed=-3)
+
+
+def _plate_radiograph(defects, seed, mas=2.0):
+    """96-px radiographs of the plate with no blur or scatter: the noise is white."""
+    config = XraySimConfig(detector_px=96, pixel_pitch_mm=0.2, mas=mas, detector_blur_px=0.0,
+                           glare_fraction=0.0, scatter_fraction=0.0, focal_spot_mm=0.0)
+    return simulate_radiograph(plate(defects, size=150), config, seed=seed)
+
+
+def test_detectability_is_the_snr_of_the_ideal_observer():
+    void = sphere('gas_porosity', (0.0, 0.0, 5.0), 1.0)
+    truth = _plate_radiograph([void], 0).truth[0]
+    # the ideal observer's statistic t = sum(delta * x / variance) on 80 noise draws with and
+    # 80 without the pore; delta from nearly noise-free (10^4 x the dose) radiographs
+    delta = (_plate_radiograph([void], 0, 2e4).image.astype(float)
+             - _plate_radiograph([], 0, 2e4).image.astype(float))
+    x0, y0, x1, y1 = truth.box_xyxy
+    roi = (slice(y0 - 2, y1 + 2), slice(x0 - 2, x1 + 2))
+    without = np.array([_plate_radiograph([], s).image[roi] for s in range(1, 81)], float)
+    with_pore = np.array([_plate_radiograph([void], s).image[roi] for s in range(81, 161)],
+                         float)
+    weights = delta[roi] / without.var(axis=0).mean()
+    t_without = (without * weights).sum(axis=(1, 2))
+    t_with = (with_pore * weights).sum(axis=(1, 2))
+    measured = (t_with.mean() - t_without.mean()) / t_without.std(ddof=1)
+    assert truth.detectability == pytest.approx(measured, rel=0.1)
+    assert truth.to_dict()['detectability'] == pytest.approx(truth.detectability, abs=1e-3)
+
+
+def test_detectability_grows_with_the_dose_and_the_void():
+    small = sphere('gas_porosity', (0.0, 0.0, 5.0), 0.6)
+    large = sphere('gas_porosity', (0.0, 0.0, 5.0), 1.2)
+    d_small = _plate_radiograph([small], 0).truth[0].detectability
+    d_small_4x = _plate_radiograph([small], 0, mas=8.0).truth[0].detectability
+    d_large = _plate_radiograph([large], 0).truth[0].detectability
+    # quantum-limited: d' grows like the square root of the dose (the read noise is small)
+    assert d_small_4x / d_small == pytest.approx(2.0, rel=0.03)
+    assert d_large > 2.0 * d_small > 0.0

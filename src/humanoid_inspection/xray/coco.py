@@ -78,6 +78,7 @@ def annotation_records(truth, image_id: int, first_id: int, shape) -> list:
             'area_mm2': round(float(item.area_mm2), 4),
             'subtype': item.subtype, 'cluster_id': item.cluster_id,
             'defect_id': item.defect_id, 'contrast': round(float(item.contrast), 5),
+            'detectability': round(float(item.detectability), 3),
             'magnification': round(float(item.magnification), 5),
         })
     return records

@@ -57,6 +57,7 @@ def synthetic_items(n: int, seed_base: int, size_px: int):
                'gt_kinds': [t.kind for t in rad.truth],
                'gt_sizes': [float(t.size_mm) for t in rad.truth],
                'gt_contrasts': [float(t.contrast) for t in rad.truth],
+               'gt_detectability': [float(t.detectability) for t in rad.truth],
                'expected_verdict': graded_truth_verdict(rad, family)}
 
 
@@ -102,6 +103,68 @@ def _crop_png(image, box, path: Path, colour):
     cv2.imwrite(str(path), rgb)
 
 
+def detectability_summary(outcomes: dict) -> dict:
+    """What the ideal observer says about the defects >= 1 mm: how many it could see (d' at
+    or above the Rose criterion), so the recall a perfect detector could reach, and the
+    detector's misses split into the ones below and above that line."""
+    from humanoid_inspection.xray import metrics as M
+    big = outcomes['size_mm'] >= 1.0
+    d = outcomes['detectability'][big]
+    hit = outcomes['hit'][big]
+    seen = d >= M.ROSE_DETECTABILITY
+    n = int(big.sum())
+    return {'rose_criterion': M.ROSE_DETECTABILITY, 'n_gt': n,
+            'n_below_rose': int((~seen).sum()),
+            'recall_ceiling': float(seen.mean()) if n else float('nan'),
+            'misses_below_rose': int((~seen & ~hit).sum()),
+            'misses_at_or_above_rose': int((seen & ~hit).sum()),
+            'median_detectability_of_misses': float(np.median(d[~hit])) if (~hit).any()
+            else float('nan')}
+
+
+def _binned_recall(values: np.ndarray, hits: np.ndarray, edges):
+    centres, recalls, counts = [], [], []
+    for low, high in zip(edges[:-1], edges[1:]):
+        sel = (values >= low) & (values < high)
+        if sel.any():
+            centres.append(f'{low:g}-{high:g}' if np.isfinite(high) else f'>={low:g}')
+            recalls.append(float(hits[sel].mean()))
+            counts.append(int(sel.sum()))
+    return centres, recalls, counts
+
+
+def write_pod_figure(outcomes: dict, path: Path, title: str) -> None:
+    """Probability of detection (recall at the operating score) by defect size and by the
+    ideal observer's d', one bar per bin labelled with its count, as a PNG."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from humanoid_inspection.xray import metrics as M
+    panels = [('defect size (mm)', outcomes['size_mm'], outcomes['hit'],
+               (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, np.inf))]
+    big = outcomes['size_mm'] >= 1.0
+    if np.isfinite(outcomes['detectability']).any():
+        panels.append(("ideal observer d' (defects >= 1 mm)", outcomes['detectability'][big],
+                       outcomes['hit'][big], (0.0, M.ROSE_DETECTABILITY, 10.0, 15.0, 25.0,
+                                              50.0, 100.0, np.inf)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.4), squeeze=False)
+    for ax, (label, values, hits, edges) in zip(axes[0], panels):
+        names, recalls, counts = _binned_recall(values, hits, edges)
+        bars = ax.bar(range(len(names)), recalls, color='#4a7ab5')
+        for bar, count in zip(bars, counts):
+            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.02, f'n={count}',
+                    ha='center', fontsize=8)
+        ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
+        ax.set_ylim(0, 1.12)
+        ax.axhline(0.95, color='#c0392b', linestyle='--', linewidth=1)
+        ax.set_xlabel(label)
+        ax.set_ylabel('probability of detection')
+    fig.suptitle(f'POD, {title} (dashed: 0.95)', fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_parts: bool,
              n_crops: int = 12, progress: bool = True) -> dict:
     """Run one detector over the items; return the metrics dict (and write crops)."""
@@ -121,7 +184,8 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
         ds = outcome.defects
         rec = M.ImageRecord([d.box_xyxy for d in ds], [d.confidence for d in ds],
                             item['gt_boxes'], item['gt_kinds'], item['gt_sizes'],
-                            [d.kind for d in ds], item['name'])
+                            [d.kind for d in ds], item['name'],
+                            item.get('gt_detectability', []))
         records.append(rec)
         if 'gt_contrasts' in item:
             keep = [j for j, c in enumerate(item['gt_contrasts'])
@@ -181,6 +245,9 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
             'ap50': M.average_precision(visible_records, 0.5),
             'recall': op['recall'], 'recall_ge_1mm': op['recall_ge_1mm'],
             'false_alarms_per_image': op['false_alarms_per_image']}
+    outcomes = M.truth_outcomes(records, min_score, 0.5)
+    if np.isfinite(outcomes['detectability']).any():
+        result['detectability_ge_1mm'] = detectability_summary(outcomes)
     if grade_parts:
         # 'defective' = any true defect, even one the acceptance table accepts
         result['part_level'] = M.part_level_rates(truth_def, verdicts)
@@ -191,6 +258,10 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
             result['part_level_graded_truth'] = M.part_level_rates(truth_reject, verdicts)
     crops = out_dir / 'crops'
     crops.mkdir(parents=True, exist_ok=True)
+    if len(outcomes['hit']):
+        fname = f'{detector_name}_pod.png'
+        write_pod_figure(outcomes, crops / fname, f'{detector_name} at score >= {min_score}')
+        result['pod_figure'] = f'crops/{fname}'
     result['worst_misses'], result['worst_false_alarms'] = [], []
     for key, rows, colour in (('worst_misses', sorted(misses, reverse=True), (0, 200, 0)),
                               ('worst_false_alarms', sorted(false_alarms, reverse=True),
@@ -223,6 +294,17 @@ def write_html(out_dir: Path, results: list, title: str) -> Path:
                      f'<td>{r["latency_s"]["median"]:.3f}</td></tr>')
     parts.append('</table>')
     for r in results:
+        if r.get('pod_figure'):
+            parts.append(f'<h2>{r["detector"]}: probability of detection</h2>')
+            d = r.get('detectability_ge_1mm')
+            if d:
+                parts.append(
+                    f'<p>{d["n_below_rose"]} of {d["n_gt"]} defects &ge;1 mm are below the '
+                    f'Rose criterion (ideal-observer d\' &lt; {d["rose_criterion"]:g}): a '
+                    f'perfect detector could reach a recall of {d["recall_ceiling"]:.3f}. '
+                    f'Misses: {d["misses_below_rose"]} below it, '
+                    f'{d["misses_at_or_above_rose"]} at or above it.</p>')
+            parts.append(f'<img src="{r["pod_figure"]}">')
         for key, label in (('worst_misses', 'worst misses (green: truth)'),
                            ('worst_false_alarms', 'worst false alarms (red: detection)')):
             parts.append(f'<h2>{r["detector"]}: {label}</h2><div>')
@@ -296,6 +378,12 @@ def main(argv=None) -> int:
               f'  AP(centre) {r["ap_centre"]:.3f}  recall {op["recall"]:.3f}'
               f'  recall>=1mm {op["recall_ge_1mm"]:.3f}  FA/img '
               f'{op["false_alarms_per_image"]:.2f}  median {r["latency_s"]["median"]:.3f} s')
+        d = r.get('detectability_ge_1mm')
+        if d:
+            print(f'  defects >= 1 mm: {d["n_below_rose"]} of {d["n_gt"]} below the Rose '
+                  f'criterion (d\' < {d["rose_criterion"]:g}), recall ceiling '
+                  f'{d["recall_ceiling"]:.3f}; misses {d["misses_below_rose"]} below, '
+                  f'{d["misses_at_or_above_rose"]} at or above it')
     summary = {'dataset': args.dataset, 'args': vars(args), 'results': results}
     (out_dir / 'metrics.json').write_text(json.dumps(summary, indent=2, default=float))
     page = write_html(out_dir, results, f'X-ray ADR evaluation ({args.dataset})')

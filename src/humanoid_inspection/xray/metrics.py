@@ -28,6 +28,13 @@ SIZE_BINS_MM = (('<1mm', 0.0, 1.0), ('1-3mm', 1.0, 3.0), ('>3mm', 3.0, float('in
 VISIBLE_CONTRAST = 0.02
 # The issue's size range: defects of 1 mm and more ([low, high) in mm, as SIZE_BINS_MM).
 SIZE_RANGE_GE_1MM = (1.0, float('inf'))
+# Bins of the ideal observer's d' (DefectTruth.detectability) for the probability of
+# detection: below the Rose criterion (d' 5) even an ideal observer that does not know where
+# to look cannot tell a defect from noise; above it, a miss is the detector's (and its
+# background estimate's) doing.
+ROSE_DETECTABILITY = 5.0
+DETECTABILITY_BINS = (("d'<5", 0.0, 5.0), ("d'5-15", 5.0, 15.0), ("d'15-50", 15.0, 50.0),
+                      ("d'>=50", 50.0, float('inf')))
 
 
 @dataclass
@@ -42,6 +49,7 @@ class ImageRecord:
         gt_sizes_mm: M sizes in mm (nan when unknown).
         pred_kinds: N predicted kinds.
         name: image identifier.
+        gt_detectability: M ideal-observer d' (simulated truth; nan when unknown).
     """
 
     pred_boxes: np.ndarray
@@ -51,6 +59,7 @@ class ImageRecord:
     gt_sizes_mm: List[float] = field(default_factory=list)
     pred_kinds: List[str] = field(default_factory=list)
     name: str = ''
+    gt_detectability: List[float] = field(default_factory=list)
 
     def __post_init__(self):
         self.pred_boxes = np.asarray(self.pred_boxes, float).reshape(-1, 4)
@@ -62,6 +71,10 @@ class ImageRecord:
             self.gt_kinds = [''] * len(self.gt_boxes)
         if not self.gt_sizes_mm:
             self.gt_sizes_mm = [float('nan')] * len(self.gt_boxes)
+        if not self.gt_detectability:
+            self.gt_detectability = [float('nan')] * len(self.gt_boxes)
+        if len(self.gt_detectability) != len(self.gt_boxes):
+            raise ValueError('gt_detectability and gt_boxes differ in length')
 
 
 def iou_matrix(a, b) -> np.ndarray:
@@ -265,14 +278,23 @@ def ap50_95(records: Sequence[ImageRecord],
                           for t in IOU_THRESHOLDS_COCO]))
 
 
-def size_bin(size_mm: float) -> str:
-    """Name of the size bin of a defect ('<1mm', '1-3mm', '>3mm', 'unknown')."""
-    if size_mm is None or not np.isfinite(size_mm):
+def _bin(value: float, bins) -> str:
+    if value is None or not np.isfinite(value):
         return 'unknown'
-    for name, low, high in SIZE_BINS_MM:
-        if low <= size_mm < high:
+    for name, low, high in bins:
+        if low <= value < high:
             return name
     return 'unknown'
+
+
+def size_bin(size_mm: float) -> str:
+    """Name of the size bin of a defect ('<1mm', '1-3mm', '>3mm', 'unknown')."""
+    return _bin(size_mm, SIZE_BINS_MM)
+
+
+def detectability_bin(d_prime: float) -> str:
+    """Name of the DETECTABILITY_BINS bin of a defect's d' ('unknown' when nan)."""
+    return _bin(d_prime, DETECTABILITY_BINS)
 
 
 def operating_point(records: Sequence[ImageRecord], min_score: float, threshold: float = 0.5,
@@ -282,11 +304,13 @@ def operating_point(records: Sequence[ImageRecord], min_score: float, threshold:
     Returns:
         dict with recall, precision, false_alarms_per_image, n_gt, n_pred, tp, fp,
         recall_by_kind {kind: {recall, n}}, recall_by_size {bin: {recall, n}},
-        recall_ge_1mm.
+        recall_ge_1mm, recall_ge_1mm_by_detectability {DETECTABILITY_BINS name or 'unknown':
+        {recall, n}} (the defects >= 1 mm by their d').
     """
     tp_total = fp_total = n_gt = n_pred = 0
     by_kind: Dict[str, List[int]] = {}
     by_size: Dict[str, List[int]] = {}
+    by_detectability: Dict[str, List[int]] = {}
     ge1 = [0, 0]
     for rec in records:
         order, tp, gt_matched = match_image(rec, threshold, criterion, min_score)
@@ -307,6 +331,10 @@ def operating_point(records: Sequence[ImageRecord], min_score: float, threshold:
             if np.isfinite(rec.gt_sizes_mm[j]) and rec.gt_sizes_mm[j] >= 1.0:
                 ge1[0] += hit
                 ge1[1] += 1
+                d = detectability_bin(rec.gt_detectability[j])
+                by_detectability.setdefault(d, [0, 0])
+                by_detectability[d][0] += hit
+                by_detectability[d][1] += 1
 
     def ratio(a, b):
         return float(a / b) if b else float('nan')
@@ -320,7 +348,31 @@ def operating_point(records: Sequence[ImageRecord], min_score: float, threshold:
                            for k, v in sorted(by_kind.items())},
         'recall_by_size': {k: {'recall': ratio(*v), 'n': v[1]}
                            for k, v in sorted(by_size.items())},
+        # the probability of detection of the defects >= 1 mm by the ideal observer's d'
+        'recall_ge_1mm_by_detectability': {
+            name: {'recall': ratio(*by_detectability[name]), 'n': by_detectability[name][1]}
+            for name in [b[0] for b in DETECTABILITY_BINS] + ['unknown']
+            if name in by_detectability},
     }
+
+
+def truth_outcomes(records: Sequence[ImageRecord], min_score: float, threshold: float = 0.5,
+                   criterion: str = 'iou') -> dict:
+    """Every ground-truth defect with whether it was found at one score, for probability of
+    detection (POD) curves.
+
+    Returns:
+        dict of equal-length numpy arrays: size_mm, detectability (d'), kind, hit (bool).
+    """
+    sizes, d_primes, kinds, hits = [], [], [], []
+    for rec in records:
+        _, _, gt_matched = match_image(rec, threshold, criterion, min_score)
+        sizes.extend(rec.gt_sizes_mm)
+        d_primes.extend(rec.gt_detectability)
+        kinds.extend(rec.gt_kinds)
+        hits.extend(gt_matched >= 0)
+    return {'size_mm': np.asarray(sizes, float), 'detectability': np.asarray(d_primes, float),
+            'kind': np.asarray(kinds, str), 'hit': np.asarray(hits, bool)}
 
 
 def operating_point_in_size_range(records: Sequence[ImageRecord], min_score: float,

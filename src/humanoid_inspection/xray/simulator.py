@@ -176,6 +176,12 @@ class DefectTruth:
         peak_chord_mm: longest path through the defect along a ray.
         contrast: largest relative change of the noise-free primary signal
             (> 0: brighter (void), < 0: darker (inclusion)).
+        detectability: d' of the ideal observer for this defect at a known place on a known
+            background (SKE/BKE): sqrt(sum over pixels of (signal change)^2 / noise
+            variance), with the focal-blurred change of the primary signal and the quantum
+            (compound Poisson) plus read noise of the same radiograph (defect_detectability).
+            A bound on what any detector can see: the Rose criterion asks d' >= 5 for a
+            defect to be told from noise where its place is not known in advance.
     """
 
     kind: str
@@ -190,6 +196,7 @@ class DefectTruth:
     magnification: float = 1.0
     peak_chord_mm: float = 0.0
     contrast: float = 0.0
+    detectability: float = float('nan')
 
     @property
     def bbox_xywh(self) -> list:
@@ -213,7 +220,8 @@ class DefectTruth:
                 'center_px': [round(float(v), 2) for v in self.center_px],
                 'magnification': round(float(self.magnification), 5),
                 'peak_chord_mm': round(float(self.peak_chord_mm), 4),
-                'contrast': round(float(self.contrast), 5)}
+                'contrast': round(float(self.contrast), 5),
+                'detectability': round(float(self.detectability), 3)}
 
 
 @dataclass
@@ -533,7 +541,7 @@ def simulate_radiograph(part: CastingPart, config: XraySimConfig = None, pose=No
     primary *= falloff
     timings['attenuation'] = time.perf_counter() - tick
 
-    truth = _ground_truth(pending, thickness, table, config, inclusions)
+    truth, changes = _ground_truth(pending, thickness, table, config, inclusions)
 
     tick = time.perf_counter()
     mid_height = pose[2, 3] + part.height_mm / 2.0
@@ -577,6 +585,10 @@ def simulate_radiograph(part: CastingPart, config: XraySimConfig = None, pose=No
     if gain is None:
         gain = (config.target_open_adu - config.dark_offset_adu) / (table.open_signal * scale)
     adu = signal * np.float32(gain) + np.float32(config.dark_offset_adu)
+    read_noise = config.read_noise_adu / gain * falloff  # energy units, before flat-field
+    for t, change in zip(truth, changes):
+        t.detectability = defect_detectability(change, scale * falloff, focal_sigma, quanta,
+                                               rms_energy, read_noise)
     if config.read_noise_adu > 0:
         adu += rng.standard_normal(adu.shape, dtype=np.float32) * \
             np.float32(config.read_noise_adu)
@@ -590,9 +602,45 @@ def simulate_radiograph(part: CastingPart, config: XraySimConfig = None, pose=No
                       timings_s=timings)
 
 
+def defect_detectability(change, signal_scale: np.ndarray, focal_sigma_px: float,
+                         quanta: np.ndarray, rms_energy: np.ndarray,
+                         read_noise: np.ndarray) -> float:
+    """Ideal-observer d' of one defect (SKE/BKE): sqrt(sum (delta s)^2 / variance).
+
+    delta s is the defect's change of the primary signal (energy units), blurred by the focal
+    spot (that blur comes before the quantum noise, so it costs detectability); the variance is
+    the compound-Poisson N <E^2> of the radiograph with the defect plus the read noise. The
+    scintillator blur is left out: it filters signal and quantum noise alike, which an ideal
+    (prewhitening) observer undoes.
+
+    Args:
+        change: (r0, c0, delta) -- the box's top-left pixel and its change of the table
+            signal (with defect - without), in the look-up table's units.
+        signal_scale: full-image factor from table units to energy (photons scale x falloff).
+        focal_sigma_px: focal-spot blur (detector pixels).
+        quanta: full-image expected photons per pixel.
+        rms_energy: full-image rms photon energy per pixel.
+        read_noise: full-image read-noise rms in the same energy units.
+
+    Returns:
+        d' (>= 0).
+    """
+    r0, c0, delta = change
+    pad = int(np.ceil(3.0 * focal_sigma_px))
+    rows, cols = quanta.shape
+    y0, x0 = max(0, r0 - pad), max(0, c0 - pad)
+    y1, x1 = min(rows, r0 + delta.shape[0] + pad), min(cols, c0 + delta.shape[1] + pad)
+    padded = np.zeros((y1 - y0, x1 - x0), np.float32)
+    padded[r0 - y0:r0 - y0 + delta.shape[0], c0 - x0:c0 - x0 + delta.shape[1]] = delta
+    ds = _gaussian(padded, focal_sigma_px) * signal_scale[y0:y1, x0:x1]
+    variance = quanta[y0:y1, x0:x1] * rms_energy[y0:y1, x0:x1] ** 2 + read_noise[y0:y1, x0:x1] ** 2
+    return float(np.sqrt(np.sum(ds.astype(np.float64) ** 2 / np.maximum(variance, 1e-12))))
+
+
 def _ground_truth(pending, thickness, table, config, inclusions):
-    """DefectTruth for each defect from its chords (mask = covered pixels)."""
-    truth = []
+    """DefectTruth for each defect from its chords (mask = covered pixels), and per defect
+    its change of the noise-free table signal: (r0, c0, with defect - without)."""
+    truth, changes = [], []
     for defect, box, centre_px, magnification, mean, coverage, peak, before in pending:
         r0, r1, c0, c1 = box
         mask = coverage >= config.mask_min_coverage
@@ -608,6 +656,7 @@ def _ground_truth(pending, thickness, table, config, inclusions):
             with_defect = table.exact_signal({table.material.name: np.maximum(before - mean, 0.0),
                                               defect.material: mean})[0]
         without = table.signal(before)
+        changes.append((r0, c0, (with_defect - without).astype(np.float32)))
         relative = (with_defect - without) / np.maximum(without, 1e-12)
         contrast = float(relative.flat[np.argmax(np.abs(relative))])
         truth.append(DefectTruth(
@@ -618,7 +667,7 @@ def _ground_truth(pending, thickness, table, config, inclusions):
             cluster_id=defect.cluster_id, subtype=defect.subtype,
             center_px=(float(centre_px[0]), float(centre_px[1])),
             magnification=float(magnification), peak_chord_mm=peak, contrast=contrast))
-    return truth
+    return truth, changes
 
 
 def config_to_dict(config: XraySimConfig) -> dict:
