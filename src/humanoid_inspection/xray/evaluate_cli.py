@@ -123,14 +123,15 @@ def detectability_summary(outcomes: dict) -> dict:
 
 
 def _binned_recall(values: np.ndarray, hits: np.ndarray, edges):
-    centres, recalls, counts = [], [], []
+    """(bin names, recall, count) of the non-empty bins [edges[i], edges[i + 1])."""
+    names, recalls, counts = [], [], []
     for low, high in zip(edges[:-1], edges[1:]):
         sel = (values >= low) & (values < high)
         if sel.any():
-            centres.append(f'{low:g}-{high:g}' if np.isfinite(high) else f'>={low:g}')
+            names.append(f'{low:g}-{high:g}' if np.isfinite(high) else f'>={low:g}')
             recalls.append(float(hits[sel].mean()))
             counts.append(int(sel.sum()))
-    return centres, recalls, counts
+    return names, recalls, counts
 
 
 def write_pod_figure(outcomes: dict, path: Path, title: str) -> None:
@@ -258,7 +259,7 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
             result['part_level_graded_truth'] = M.part_level_rates(truth_reject, verdicts)
     crops = out_dir / 'crops'
     crops.mkdir(parents=True, exist_ok=True)
-    if len(outcomes['hit']):
+    if n_crops and np.isfinite(outcomes['size_mm']).any():   # real sets carry no sizes
         fname = f'{detector_name}_pod.png'
         write_pod_figure(outcomes, crops / fname, f'{detector_name} at score >= {min_score}')
         result['pod_figure'] = f'crops/{fname}'
