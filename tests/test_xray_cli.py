@@ -124,3 +124,18 @@ def test_eval_command_reports_both_part_level_rates(tmp_path, capsys):
     assert (out / 'report.html').is_file()
     assert 'AP50 &ge;1mm' in (out / 'report.html').read_text()
     assert 'AP50>=1mm' in capsys.readouterr().out
+
+
+def test_eval_command_takes_another_dose_of_the_same_parts(capsys):
+    from humanoid_inspection.xray.evaluate_cli import synthetic_items
+    low, high = (list(synthetic_items(3, 100000, 256, mas)) for mas in (2.0, 8.0))
+    assert [i['gt_boxes'] for i in low] == [i['gt_boxes'] for i in high]
+    d_low = np.concatenate([i['gt_detectability'] for i in low])
+    d_high = np.concatenate([i['gt_detectability'] for i in high])
+    # 4x the dose: every d' grows, at most 2x (the square root of the dose, where quantum
+    # noise dominates; less where the auto-ranged gain leaves the read noise heavier)
+    ratio = d_high / d_low
+    assert len(ratio) > 0 and np.all(ratio > 1.3) and np.all(ratio < 2.0 + 1e-6)
+    assert ratio.max() > 1.8
+    assert cli.main(['xray-eval', '--images', '1', '--mas', '0', '--quiet']) == 2
+    assert 'XraySimConfig.mas must be a finite number > 0' in capsys.readouterr().err

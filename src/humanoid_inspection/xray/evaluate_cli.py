@@ -42,11 +42,19 @@ def graded_truth_verdict(rad, family: str) -> str:
     return grade(defects, family, rad.image.shape[:2]).verdict
 
 
-def synthetic_items(n: int, seed_base: int, size_px: int):
-    """Yield dicts (name, image, pitch, mag, family, gt boxes/kinds/sizes) from the simulator."""
+def synthetic_items(n: int, seed_base: int, size_px: int, mas: float = None):
+    """Yield dicts (name, image, pitch, mag, family, gt boxes/kinds/sizes) from the simulator.
+
+    `mas`: the exposure (mA s per radiograph) instead of the simulator's default; the parts,
+    their defects and the noise seeds stay the same, so the set differs only in its dose.
+    """
+    from dataclasses import replace
+
     from humanoid_inspection.xray.phantoms import PART_FAMILIES, generate_part
     from humanoid_inspection.xray.simulator import XraySimConfig, simulate_radiograph
     config = XraySimConfig.for_size(size_px)
+    if mas is not None:
+        config = replace(config, mas=float(mas))    # validated: ValueError when not > 0
     for i in range(n):
         seed = seed_base + i
         family = PART_FAMILIES[i % len(PART_FAMILIES)]
@@ -328,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--images', type=int, default=60, help='synthetic: held-out radiographs')
     ap.add_argument('--seed-base', type=int, default=HELD_OUT_SEED_BASE)
     ap.add_argument('--size', type=int, default=1024, help='synthetic: detector side (px)')
+    ap.add_argument('--mas', type=float, default=None,
+                    help='synthetic: exposure in mA s per radiograph (default: the '
+                    "simulator's, 2); the same parts at another dose")
     ap.add_argument('--root', default=None, help='gdxray: folder holding Castings/')
     ap.add_argument('--annotations', default=None,
                     help='gdxray: CSV series,image,x1,y1,x2,y2 '
@@ -348,8 +359,12 @@ def main(argv=None) -> int:
     results = []
     for name in names:
         if args.dataset == 'synthetic':
-            items = list(synthetic_items(args.images, args.seed_base, args.size)) \
-                if not results else items
+            try:
+                items = list(synthetic_items(args.images, args.seed_base, args.size,
+                                             args.mas)) if not results else items
+            except ValueError as exc:
+                print(f'xray-eval: {exc}', file=sys.stderr)
+                return 2
             grade_parts = True
         else:
             if not args.root:
