@@ -20,6 +20,9 @@ Image formation, in order (see docs/xray_simulator.md):
    scintillator blur (Gaussian core + glare), gain (flat-field corrected by default), dark
    offset, Gaussian read noise, rounding and clipping to uint16.
 
+Ground truth per defect: box, mask, kind, size, contrast and the ideal observer's d' against
+this radiograph's own noise (DefectTruth.detectability), the bound on what a detector can see.
+
 Seeded: the same part, config, pose and seed give identical image bytes.
 """
 
