@@ -588,9 +588,9 @@ def simulate_radiograph(part: CastingPart, config: XraySimConfig = None, pose=No
     if gain is None:
         gain = (config.target_open_adu - config.dark_offset_adu) / (table.open_signal * scale)
     adu = signal * np.float32(gain) + np.float32(config.dark_offset_adu)
-    read_noise = config.read_noise_adu / gain * falloff  # energy units, before flat-field
+    read_noise = config.read_noise_adu / gain  # energy units (x falloff before flat-field)
     for t, change in zip(truth, changes):
-        t.detectability = defect_detectability(change, scale * falloff, focal_sigma, quanta,
+        t.detectability = defect_detectability(change, scale, falloff, focal_sigma, quanta,
                                                rms_energy, read_noise)
     if config.read_noise_adu > 0:
         adu += rng.standard_normal(adu.shape, dtype=np.float32) * \
@@ -605,9 +605,9 @@ def simulate_radiograph(part: CastingPart, config: XraySimConfig = None, pose=No
                       timings_s=timings)
 
 
-def defect_detectability(change, signal_scale: np.ndarray, focal_sigma_px: float,
-                         quanta: np.ndarray, rms_energy: np.ndarray,
-                         read_noise: np.ndarray) -> float:
+def defect_detectability(change, photons_scale: float, falloff: np.ndarray,
+                         focal_sigma_px: float, quanta: np.ndarray, rms_energy: np.ndarray,
+                         read_noise: float) -> float:
     """Ideal-observer d' of one defect (SKE/BKE): sqrt(sum (delta s)^2 / variance).
 
     delta s is the defect's change of the primary signal (energy units), blurred by the focal
@@ -619,11 +619,12 @@ def defect_detectability(change, signal_scale: np.ndarray, focal_sigma_px: float
     Args:
         change: (r0, c0, delta) -- the box's top-left pixel and its change of the table
             signal (with defect - without), in the look-up table's units.
-        signal_scale: full-image factor from table units to energy (photons scale x falloff).
+        photons_scale: factor from table units to energy (photons_scale(config)).
+        falloff: full-image cos^3 intensity fall-off (energy = table x scale x falloff).
         focal_sigma_px: focal-spot blur (detector pixels).
         quanta: full-image expected photons per pixel.
         rms_energy: full-image rms photon energy per pixel.
-        read_noise: full-image read-noise rms in the same energy units.
+        read_noise: read-noise rms in energy units after the flat-field (x falloff before).
 
     Returns:
         d' (>= 0).
@@ -635,8 +636,10 @@ def defect_detectability(change, signal_scale: np.ndarray, focal_sigma_px: float
     y1, x1 = min(rows, r0 + delta.shape[0] + pad), min(cols, c0 + delta.shape[1] + pad)
     padded = np.zeros((y1 - y0, x1 - x0), np.float32)
     padded[r0 - y0:r0 - y0 + delta.shape[0], c0 - x0:c0 - x0 + delta.shape[1]] = delta
-    ds = _gaussian(padded, focal_sigma_px) * signal_scale[y0:y1, x0:x1]
-    variance = quanta[y0:y1, x0:x1] * rms_energy[y0:y1, x0:x1] ** 2 + read_noise[y0:y1, x0:x1] ** 2
+    box_falloff = falloff[y0:y1, x0:x1]
+    ds = _gaussian(padded, focal_sigma_px) * (photons_scale * box_falloff)
+    variance = quanta[y0:y1, x0:x1] * rms_energy[y0:y1, x0:x1] ** 2 + \
+        (read_noise * box_falloff) ** 2
     return float(np.sqrt(np.sum(ds.astype(np.float64) ** 2 / np.maximum(variance, 1e-12))))
 
 
