@@ -160,6 +160,10 @@ def test_evaluate_reports_visible_only_figures(tmp_path):
     found = result['operating_point_iou50']['recall_ge_1mm'] * n_ge1 if n_ge1 else 0
     assert d['misses_below_rose'] + d['misses_at_or_above_rose'] == n_ge1 - round(found)
     assert (tmp_path / result['pod_figure']).stat().st_size > 1000
+    # each pictured miss says how visible it was; a false alarm has no truth to say it of
+    assert result['worst_misses'] and all(m['detectability'] >= 0
+                                          for m in result['worst_misses'])
+    assert all('detectability' not in f for f in result['worst_false_alarms'])
 
 
 def test_operating_point_at_a_false_alarm_budget():

@@ -210,12 +210,13 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
         for k, i in enumerate(order):
             if not tp[k]:
                 false_alarms.append((float(rec.pred_scores[i]), item['name'],
-                                     rec.pred_boxes[i].tolist(), ds[i].kind))
+                                     rec.pred_boxes[i].tolist(), ds[i].kind, float('nan')))
         for j, mt in enumerate(gt_matched):
             if mt < 0:
                 misses.append((item['gt_sizes'][j] if np.isfinite(item['gt_sizes'][j]) else
                                float((rec.gt_boxes[j, 2] - rec.gt_boxes[j, 0])),
-                               item['name'], rec.gt_boxes[j].tolist(), item['gt_kinds'][j]))
+                               item['name'], rec.gt_boxes[j].tolist(), item['gt_kinds'][j],
+                               float(rec.gt_detectability[j])))
         images[item['name']] = item['image'] if n_crops else None
     result = {
         'detector': detector_name, 'n_images': len(records),
@@ -275,12 +276,14 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
     for key, rows, colour in (('worst_misses', sorted(misses, reverse=True), (0, 200, 0)),
                               ('worst_false_alarms', sorted(false_alarms, reverse=True),
                                (0, 0, 255))):
-        for n, (value, name, box, kind) in enumerate(rows[:n_crops]):
+        for n, (value, name, box, kind, d_prime) in enumerate(rows[:n_crops]):
             fname = f'{detector_name}_{key}_{n:02d}.png'
             _crop_png(images[name], box, crops / fname, colour)
             result[key].append({'image': name, 'box_xyxy': [int(v) for v in box],
                                 'kind': kind, 'value': round(float(value), 4),
                                 'crop': f'crops/{fname}'})
+            if np.isfinite(d_prime):      # a miss of a simulated defect: its d'
+                result[key][-1]['detectability'] = round(d_prime, 1)
     return result
 
 
@@ -318,8 +321,9 @@ def write_html(out_dir: Path, results: list, title: str) -> Path:
                            ('worst_false_alarms', 'worst false alarms (red: detection)')):
             parts.append(f'<h2>{r["detector"]}: {label}</h2><div>')
             for c in r[key]:
+                d_prime = f' d\'={c["detectability"]}' if 'detectability' in c else ''
                 parts.append(f'<img src="{c["crop"]}" title="{html.escape(c["image"])} '
-                             f'{c["kind"]} {c["value"]}">')
+                             f'{c["kind"]} {c["value"]}{d_prime}">')
             parts.append('</div>')
     parts.append('</body></html>')
     path = out_dir / 'report.html'
