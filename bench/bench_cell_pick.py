@@ -203,9 +203,8 @@ class Cell:
                 worst = max(errs) if errs else 0.0
                 if worst > self.mp['goal_tolerance_rad']:
                     k = int(np.argmax(errs))
-                    out['not_reached'] = (f"{seg.name}: "
-                                          f"{[j for j in seg.trajectory.joint_names if 'finger' not in j][k]}"
-                                          f" off by {worst:.4f}")
+                    arm_joints = [j for j in seg.trajectory.joint_names if 'finger' not in j]
+                    out['not_reached'] = f'{seg.name}: {arm_joints[k]} off by {worst:.4f}'
                     out['result'] = 'not_reached'
                     return out
             if seg.name == 'close':
