@@ -32,7 +32,8 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
-from humanoid_inspection.xray.detector import CancelCheck, check_cancel
+from humanoid_inspection.xray.detector import (
+    CancelCheck, check_cancel, mm_per_px, validate_radiograph)
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,23 @@ def compute_front_end(image: np.ndarray, mm_per_px_full: float,
     CV_THREADS threads."""
     with cv_threads():
         return _front_end(image, mm_per_px_full, params, should_cancel)
+
+
+def radiograph_front_end(image, pixel_pitch_mm: float, magnification: float,
+                         params: FrontEndParams = FrontEndParams(),
+                         should_cancel: CancelCheck = None) -> Tuple[FrontEnd, float]:
+    """The front end of a radiograph as a detector receives it: the image validated (not
+    copied), its object-plane pixel size, then compute_front_end.
+
+    Returns:
+        (FrontEnd, object-plane size of one radiograph pixel in mm).
+
+    Raises:
+        ValueError: bad image or geometry. InspectionCancelled: cancelled.
+    """
+    image = validate_radiograph(image, copy=False)
+    mmpp = mm_per_px(pixel_pitch_mm, magnification)
+    return compute_front_end(image, mmpp, params, should_cancel), mmpp
 
 
 def _front_end(image: np.ndarray, mm_per_px_full: float, params: FrontEndParams,

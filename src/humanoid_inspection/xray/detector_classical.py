@@ -30,10 +30,9 @@ import cv2
 import numpy as np
 
 from humanoid_inspection.xray.candidates import (
-    FrontEnd, FrontEndParams, compute_front_end, cv_threads, find_candidates, flood_region)
+    FrontEnd, FrontEndParams, cv_threads, find_candidates, flood_region, radiograph_front_end)
 from humanoid_inspection.xray.detector import (
-    CancelCheck, DetectedDefect, check_cancel, mm_per_px, sort_by_confidence,
-    validate_radiograph)
+    CancelCheck, DetectedDefect, check_cancel, mm_per_px, sort_by_confidence)
 
 
 @dataclass(frozen=True)
@@ -119,9 +118,8 @@ class ClassicalDetector:
 
     def _detect(self, image, pixel_pitch_mm, magnification, should_cancel):
         p = self.params
-        img = validate_radiograph(image, copy=False)
-        mmpp = mm_per_px(pixel_pitch_mm, magnification)
-        fe = compute_front_end(img, mmpp, p.front_end, should_cancel)
+        fe, mmpp = radiograph_front_end(image, pixel_pitch_mm, magnification, p.front_end,
+                                        should_cancel)
         xs, ys, zs = find_candidates(fe.z, p.k_seed, p.front_end.nms_px, p.max_blobs)
         check_cancel(should_cancel)
         taken = {1.0: np.zeros(fe.z.shape, bool), -1.0: np.zeros(fe.z.shape, bool)}

@@ -40,13 +40,12 @@ from torch import nn
 
 from humanoid_inspection.xray.box_refiner import REFINE_PX, BoxRefiner, ScaledMaps, refine
 from humanoid_inspection.xray.candidates import (
-    PATCH_CHANNELS, PATCH_PX, FrontEnd, FrontEndParams, compute_front_end, cv_threads,
-    extract_patches, find_candidates, flood_region)
+    PATCH_CHANNELS, PATCH_PX, FrontEnd, FrontEndParams, cv_threads, extract_patches,
+    find_candidates, flood_region, radiograph_front_end)
 from humanoid_inspection.xray.checkpoint import (
     float_state_dict, half_state_dict, read_checkpoint)
 from humanoid_inspection.xray.detector import (
-    DEFECT_KINDS, CancelCheck, DetectedDefect, check_cancel, mm_per_px, sort_by_confidence,
-    validate_radiograph)
+    DEFECT_KINDS, CancelCheck, DetectedDefect, check_cancel, mm_per_px, sort_by_confidence)
 
 CLASSES = ('background',) + DEFECT_KINDS
 MODEL_DIR = Path(__file__).resolve().parent / 'models'
@@ -266,9 +265,8 @@ class CnnDetector:
             return self._detect(image, pixel_pitch_mm, magnification, should_cancel)
 
     def _detect(self, image, pixel_pitch_mm, magnification, should_cancel):
-        img = validate_radiograph(image, copy=False)
-        mmpp = mm_per_px(pixel_pitch_mm, magnification)
-        fe = compute_front_end(img, mmpp, self.params, should_cancel)
+        fe, mmpp = radiograph_front_end(image, pixel_pitch_mm, magnification, self.params,
+                                        should_cancel)
         return self.detect_on_front_end(fe, mmpp, should_cancel)
 
     def detect_on_front_end(self, fe: FrontEnd, mmpp: float,

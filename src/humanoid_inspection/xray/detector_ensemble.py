@@ -15,10 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import List
 
-from humanoid_inspection.xray.candidates import compute_front_end, cv_threads
+from humanoid_inspection.xray.candidates import cv_threads, radiograph_front_end
 from humanoid_inspection.xray.detector import (
-    CancelCheck, DetectedDefect, check_cancel, mm_per_px, sort_by_confidence,
-    validate_radiograph)
+    CancelCheck, DetectedDefect, check_cancel, sort_by_confidence)
 from humanoid_inspection.xray.metrics import iou_matrix
 
 MATCH_IOU = 0.3
@@ -83,10 +82,9 @@ class EnsembleDetector:
         Raises:
             ValueError: bad image or geometry. InspectionCancelled: cancelled.
         """
-        img = validate_radiograph(image, copy=False)
-        mmpp = mm_per_px(pixel_pitch_mm, magnification)
         with cv_threads():
-            fe = compute_front_end(img, mmpp, self.params, should_cancel)
+            fe, mmpp = radiograph_front_end(image, pixel_pitch_mm, magnification, self.params,
+                                            should_cancel)
             # the seg's input maps (OpenCV, no torch) on a second thread while the cnn runs
             with ThreadPoolExecutor(max_workers=1) as pool:
                 prepared = pool.submit(self.seg.prepare, fe)

@@ -40,12 +40,11 @@ import torch
 from torch import nn
 
 from humanoid_inspection.xray.candidates import (
-    FrontEnd, FrontEndParams, compute_front_end, cv_threads, open_beam_level)
+    FrontEnd, FrontEndParams, cv_threads, open_beam_level, radiograph_front_end)
 from humanoid_inspection.xray.checkpoint import (
     float_state_dict, half_state_dict, read_checkpoint)
 from humanoid_inspection.xray.detector import (
-    DEFECT_KINDS, CancelCheck, check_cancel, mm_per_px, sort_by_confidence,
-    validate_radiograph)
+    DEFECT_KINDS, CancelCheck, check_cancel, mm_per_px, sort_by_confidence)
 from humanoid_inspection.xray.detector_cnn import defect_from_region
 
 CLASSES = ('background',) + DEFECT_KINDS
@@ -315,10 +314,8 @@ class SegDetector:
         Raises:
             ValueError: bad image or geometry. InspectionCancelled: cancelled.
         """
-        img = validate_radiograph(image, copy=False)
-        mmpp = mm_per_px(pixel_pitch_mm, magnification)
-        with cv_threads():
-            fe = compute_front_end(img, mmpp, self.params, should_cancel)
+        fe, mmpp = radiograph_front_end(image, pixel_pitch_mm, magnification, self.params,
+                                        should_cancel)
         return self.detect_on_front_end(fe, mmpp, should_cancel)
 
     def detect_on_front_end(self, fe: FrontEnd, mmpp: float,
