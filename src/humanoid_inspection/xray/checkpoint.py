@@ -50,6 +50,21 @@ def read_checkpoint(path: Path, model_name: str, train_command: str) -> Tuple[Pa
     return path, ckpt
 
 
+def load_weights(model: torch.nn.Module, saved: dict, path) -> torch.nn.Module:
+    """Put a saved state (saved['state_dict'], floating-point tensors stored in float16)
+    into `model` and return it.
+
+    Raises:
+        ValueError: naming the file and the model when the state does not fit it.
+    """
+    try:
+        model.load_state_dict(float_state_dict(saved['state_dict']))
+    except (RuntimeError, KeyError) as exc:
+        raise ValueError(f'{path}: weights do not fit a {type(model).__name__} ({exc})') \
+            from exc
+    return model
+
+
 def write_weights(path, save: Callable[[Path], None], meta: dict) -> dict:
     """Write a trained model with save(path) (its folder made first) and return the training
     summary `meta` with the file's path and size added (after the save: the file holds meta

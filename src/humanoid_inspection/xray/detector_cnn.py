@@ -43,7 +43,7 @@ from humanoid_inspection.xray.candidates import (
     PATCH_CHANNELS, PATCH_PX, FrontEnd, FrontEndParams, cv_threads, extract_patches,
     find_candidates, flood_region, radiograph_front_end)
 from humanoid_inspection.xray.checkpoint import (
-    float_state_dict, half_state_dict, read_checkpoint)
+    half_state_dict, load_weights, read_checkpoint)
 from humanoid_inspection.xray.detector import (
     DEFECT_KINDS, CancelCheck, DetectedDefect, check_cancel, mm_per_px, sort_by_confidence)
 
@@ -150,11 +150,7 @@ def load_model(path=None) -> PatchNet:
                                  'humanoid-inspection xray-train')
     if tuple(ckpt.get('classes', ())) != CLASSES or ckpt.get('patch_px') != PATCH_PX:
         raise ValueError(f'{path}: classes/patch size differ from {CLASSES} / {PATCH_PX} px')
-    model = PatchNet(**ckpt['config'])
-    try:
-        model.load_state_dict(float_state_dict(ckpt['state_dict']))
-    except RuntimeError as exc:
-        raise ValueError(f'{path}: weights do not fit a PatchNet ({exc})') from exc
+    model = load_weights(PatchNet(**ckpt['config']), ckpt, path)
     model.meta = ckpt.get('meta', {})
     model.front_end = FrontEndParams(**ckpt.get('front_end', {}))
     model.box_refiner = None
@@ -163,12 +159,7 @@ def load_model(path=None) -> PatchNet:
         if not isinstance(saved, dict) or saved.get('refine_px') != REFINE_PX:
             raise ValueError(f'{path}: box refiner missing its config or not of '
                              f'{REFINE_PX} px crops')
-        refiner = BoxRefiner(**saved['config'])
-        try:
-            refiner.load_state_dict(float_state_dict(saved['state_dict']))
-        except (RuntimeError, KeyError) as exc:
-            raise ValueError(f'{path}: weights do not fit a BoxRefiner ({exc})') from exc
-        model.box_refiner = refiner.eval()
+        model.box_refiner = load_weights(BoxRefiner(**saved['config']), saved, path).eval()
     model.eval()
     return model
 

@@ -42,7 +42,7 @@ from torch import nn
 from humanoid_inspection.xray.candidates import (
     FrontEnd, FrontEndParams, cv_threads, open_beam_level, radiograph_front_end)
 from humanoid_inspection.xray.checkpoint import (
-    float_state_dict, half_state_dict, read_checkpoint)
+    half_state_dict, load_weights, read_checkpoint)
 from humanoid_inspection.xray.detector import (
     DEFECT_KINDS, CancelCheck, check_cancel, mm_per_px, sort_by_confidence)
 from humanoid_inspection.xray.detector_cnn import defect_from_region
@@ -202,11 +202,7 @@ def load_model(path=None) -> SegNet:
     if tuple(ckpt.get('classes', ())) != CLASSES or ckpt.get('n_outputs') != N_OUTPUTS:
         raise ValueError(f'{path}: classes {ckpt.get("classes")} / outputs '
                          f'{ckpt.get("n_outputs")} differ from {CLASSES} / {N_OUTPUTS}')
-    model = SegNet(**ckpt['config'])
-    try:
-        model.load_state_dict(float_state_dict(ckpt['state_dict']))
-    except RuntimeError as exc:
-        raise ValueError(f'{path}: weights do not fit SegNet{ckpt["config"]} ({exc})') from exc
+    model = load_weights(SegNet(**ckpt['config']), ckpt, path)
     model.meta = ckpt.get('meta', {})
     model.front_end = FrontEndParams(**ckpt.get('front_end', {}))
     return model.fuse()

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from humanoid_inspection.xray.checkpoint import (
-    float_state_dict, half_state_dict, read_checkpoint)
+    half_state_dict, load_weights, read_checkpoint)
 from humanoid_inspection.xray.detector import (
     DEFECT_KINDS, CancelCheck, DetectedDefect, check_cancel, mm_per_px, sort_by_confidence,
     validate_radiograph)
@@ -112,8 +112,7 @@ def load_model(path=None) -> TinyUNet:
                                  'humanoid-inspection xray-train --model unet')
     if tuple(ckpt.get('classes', ())) != CLASSES:
         raise ValueError(f'{path}: classes {ckpt.get("classes")} differ from {CLASSES}')
-    model = TinyUNet(**ckpt['config'])
-    model.load_state_dict(float_state_dict(ckpt['state_dict']))
+    model = load_weights(TinyUNet(**ckpt['config']), ckpt, path)
     model.meta = ckpt.get('meta', {})
     model.eval()
     return model
