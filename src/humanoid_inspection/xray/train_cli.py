@@ -35,7 +35,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-TRAIN_SEED_BASE = 0
+from humanoid_inspection.xray.train_options import (
+    add_run_options, first_not_positive, training_parser)
+
 IGNORE = -1
 REFINE_BATCH = 64          # box refiner batch (~10 k samples from 1200 radiographs)
 
@@ -340,18 +342,11 @@ def train(args) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
     from humanoid_inspection.xray.detector_cnn import DEFAULT_WEIGHTS
-    ap = argparse.ArgumentParser(prog='humanoid-inspection xray-train', description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = training_parser('humanoid-inspection xray-train', __doc__, DEFAULT_WEIGHTS, 1200, 1.0)
     ap.add_argument('--model', choices=('patch', 'seg', 'unet'), default='patch',
                     help="'patch': the 'cnn' detector's networks; 'seg': the dense 'seg' "
                     "detector; 'unet': the previous one (their own options: xray-train "
                     '--model seg --help)')
-    ap.add_argument('--out', default=str(DEFAULT_WEIGHTS), help='weights file (.pt)')
-    ap.add_argument('--images', type=int, default=1200, help='simulated training radiographs')
-    ap.add_argument('--seed-base', type=int, default=TRAIN_SEED_BASE,
-                    help='first part seed of the training set')
-    ap.add_argument('--size', type=int, default=1024, help='detector side (px)')
-    ap.add_argument('--defect-probability', type=float, default=1.0)
     ap.add_argument('--negatives', type=float, default=0.3,
                     help='share of the background candidates kept (weighted up by 1 / share)')
     ap.add_argument('--epochs', type=int, default=16)
@@ -367,12 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help='epochs of the box refiner (box_refiner.py; 0: none)')
     ap.add_argument('--refine-width', type=int, default=32,
                     help='first convolution width of the box refiner')
-    ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--threads', type=int, default=1)
-    ap.add_argument('--cache', default=None,
-                    help='optional .npz cache of the simulated candidates (keep it outside '
-                    'the repository); the weights do not depend on it')
-    ap.add_argument('--quiet', action='store_true')
+    add_run_options(ap, threads=1, cached='simulated candidates')
     return ap
 
 
@@ -389,11 +379,11 @@ def main(argv=None) -> int:
             return train_seg.main(argv[:i] + argv[i + 2:])
     args = build_parser().parse_args(argv)
     args.argv = argv
-    for name in ('images', 'epochs', 'batch', 'threads', 'width', 'refine_width'):
-        if getattr(args, name) <= 0:
-            option = '--' + name.replace('_', '-')
-            print(f'xray-train: {option} must be positive', file=sys.stderr)
-            return 2
+    option = first_not_positive(args, ('images', 'epochs', 'batch', 'threads', 'width',
+                                       'refine_width'))
+    if option:
+        print(f'xray-train: {option} must be positive', file=sys.stderr)
+        return 2
     if args.refine_epochs < 0:
         print('xray-train: --refine-epochs must not be negative', file=sys.stderr)
         return 2

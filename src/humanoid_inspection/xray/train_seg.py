@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-TRAIN_SEED_BASE = 0
+from humanoid_inspection.xray.train_options import (
+    add_run_options, first_not_positive, training_parser)
+
 IGNORE = 255
 CROP_PX = 160
 TRAIN_CROP_PX = 128
@@ -249,15 +251,8 @@ def train(args) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
     from humanoid_inspection.xray.detector_seg import DEFAULT_WEIGHTS
-    ap = argparse.ArgumentParser(prog='humanoid-inspection xray-train --model seg',
-                                 description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--out', default=str(DEFAULT_WEIGHTS), help='weights file (.pt)')
-    ap.add_argument('--images', type=int, default=1000, help='simulated training radiographs')
-    ap.add_argument('--seed-base', type=int, default=TRAIN_SEED_BASE,
-                    help='first part seed of the training set')
-    ap.add_argument('--size', type=int, default=1024, help='detector side (px)')
-    ap.add_argument('--defect-probability', type=float, default=1.0)
+    ap = training_parser('humanoid-inspection xray-train --model seg', __doc__,
+                         DEFAULT_WEIGHTS, 1000, 1.0)
     ap.add_argument('--epochs', type=int, default=16)
     ap.add_argument('--batch', type=int, default=16)
     ap.add_argument('--width', type=int, default=16, help='U-Net first-level width')
@@ -267,14 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
                     'their share of the defect pixels)')
     ap.add_argument('--dice-weight', type=float, default=1.0,
                     help='weight of the defect-vs-background soft Dice term')
-    ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--threads', type=int, default=2, help='torch threads while training')
     ap.add_argument('--workers', type=int, default=2,
                     help='processes simulating the training set (no effect on the result)')
-    ap.add_argument('--cache', default=None,
-                    help='optional .npz cache of the training crops (keep it outside the '
-                    'repository); the weights do not depend on it')
-    ap.add_argument('--quiet', action='store_true')
+    add_run_options(ap, threads=2, threads_help='torch threads while training',
+                    cached='training crops')
     return ap
 
 
@@ -283,10 +274,11 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    for name in ('images', 'epochs', 'batch', 'threads', 'workers', 'width'):
-        if getattr(args, name) <= 0:
-            print(f'xray-train: --{name} must be positive', file=sys.stderr)
-            return 2
+    option = first_not_positive(args, ('images', 'epochs', 'batch', 'threads', 'workers',
+                                       'width'))
+    if option:
+        print(f'xray-train: {option} must be positive', file=sys.stderr)
+        return 2
     if args.size < CROP_PX:
         print(f'xray-train: --size must be at least {CROP_PX} px', file=sys.stderr)
         return 2

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-TRAIN_SEED_BASE = 0
+from humanoid_inspection.xray.train_options import (
+    add_run_options, first_not_positive, training_parser)
+
 IGNORE_LABEL = 255       # pixels of nearly invisible defects: neither defect nor background
 
 
@@ -158,15 +160,8 @@ def train(args) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
     from humanoid_inspection.xray.detector_unet import DEFAULT_WEIGHTS
-    ap = argparse.ArgumentParser(prog='humanoid-inspection xray-train --model unet',
-                                 description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--out', default=str(DEFAULT_WEIGHTS), help='weights file (.pt)')
-    ap.add_argument('--images', type=int, default=150, help='simulated training radiographs')
-    ap.add_argument('--seed-base', type=int, default=TRAIN_SEED_BASE,
-                    help='first part seed of the training set')
-    ap.add_argument('--size', type=int, default=1024, help='detector side (px)')
-    ap.add_argument('--defect-probability', type=float, default=0.9)
+    ap = training_parser('humanoid-inspection xray-train --model unet', __doc__,
+                         DEFAULT_WEIGHTS, 150, 0.9)
     ap.add_argument('--steps', type=int, default=2500)
     ap.add_argument('--batch', type=int, default=16)
     ap.add_argument('--crop', type=int, default=192)
@@ -178,12 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help='cross-entropy weight of the defect classes')
     ap.add_argument('--width', type=int, default=16, help='U-Net first-level width')
     ap.add_argument('--lr', type=float, default=3e-3)
-    ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--threads', type=int, default=2)
-    ap.add_argument('--cache', default=None,
-                    help='optional .npz cache of the simulated training set (keep it outside '
-                    'the repository); the weights do not depend on it')
-    ap.add_argument('--quiet', action='store_true')
+    add_run_options(ap, threads=2)
     return ap
 
 
@@ -192,10 +182,10 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    for name in ('images', 'steps', 'batch', 'threads'):
-        if getattr(args, name) <= 0:
-            print(f'xray-train: --{name} must be positive', file=sys.stderr)
-            return 2
+    option = first_not_positive(args, ('images', 'steps', 'batch', 'threads'))
+    if option:
+        print(f'xray-train: {option} must be positive', file=sys.stderr)
+        return 2
     if args.crop % 16 or args.crop < 32 or args.crop > args.size:
         print('xray-train: --crop must be a multiple of 16 in 32..size', file=sys.stderr)
         return 2
