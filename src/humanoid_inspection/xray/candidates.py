@@ -116,6 +116,13 @@ def to_working(image: np.ndarray, factor: int) -> np.ndarray:
     return image.astype(np.float32, copy=False)
 
 
+def log_and_smoothed(work: np.ndarray, sigma_px: float) -> Tuple[np.ndarray, np.ndarray]:
+    """L = log of a working image (values below 1 count as 1) and L smoothed by a Gaussian
+    of `sigma_px`: the front end's L and S, and what a reference image is compared in."""
+    log_img = cv2.log(np.maximum(work, 1.0))
+    return log_img, cv2.GaussianBlur(log_img, (0, 0), sigma_px)
+
+
 def _odd(n: float) -> int:
     n = max(3, int(round(n)))
     return n if n % 2 == 1 else n + 1
@@ -185,8 +192,7 @@ def _front_end(image: np.ndarray, mm_per_px_full: float, params: FrontEndParams,
     h, w = work.shape
     scale = (full_shape[1] / w, full_shape[0] / h)
     mmpp = mm_per_px_full * 0.5 * (scale[0] + scale[1])
-    log_img = cv2.log(np.maximum(work, 1.0))
-    smooth = cv2.GaussianBlur(log_img, (0, 0), params.smooth_sigma_px)
+    log_img, smooth = log_and_smoothed(work, params.smooth_sigma_px)
     check_cancel(should_cancel)
     side = _odd(params.background_mm / mmpp)
     kernel = np.ones((side, side), np.uint8)

@@ -481,7 +481,7 @@ def _check_inputs(part, config, seed):
 
 
 def simulate_radiograph(part: CastingPart, config: XraySimConfig = None, pose=None,
-                        seed: int = 0) -> Radiograph:
+                        seed: int = 0, noise: bool = True) -> Radiograph:
     """Simulate the radiograph of a part and its defects' ground truth.
 
     Args:
@@ -490,6 +490,8 @@ def simulate_radiograph(part: CastingPart, config: XraySimConfig = None, pose=No
         pose: 4x4 part-to-fixture transform: rotation about the vertical beam axis and a
             translation (x, y in the fixture plane, z lifts the part); None = identity.
         seed: noise seed (non-negative int).
+        noise: False gives the expected image: the same blur, glare, flat-field and gain,
+            no quantum or read noise (a part model's reference image, xray/reference.py).
 
     Returns:
         The Radiograph (uint16 image + truth).
@@ -568,14 +570,17 @@ def simulate_radiograph(part: CastingPart, config: XraySimConfig = None, pose=No
     # compound Poisson: photon counts are Poisson, each photon deposits its own energy, so
     # the variance of the deposited energy is N <E^2>. Above GAUSSIAN_QUANTA photons the
     # Poisson law is replaced by the normal law of equal variance (indistinguishable there).
-    deviation = rng.standard_normal(quanta.shape, dtype=np.float32)
-    deviation *= np.sqrt(quanta)
-    few = quanta < GAUSSIAN_QUANTA
-    if few.any():
-        low = quanta[few]
-        deviation[few] = rng.poisson(low.astype(np.float64)).astype(np.float32) - low
-    deviation *= rms_energy
-    signal = expected + deviation
+    if noise:
+        deviation = rng.standard_normal(quanta.shape, dtype=np.float32)
+        deviation *= np.sqrt(quanta)
+        few = quanta < GAUSSIAN_QUANTA
+        if few.any():
+            low = quanta[few]
+            deviation[few] = rng.poisson(low.astype(np.float64)).astype(np.float32) - low
+        deviation *= rms_energy
+        signal = expected + deviation
+    else:
+        signal = expected
     core = _gaussian(signal, config.detector_blur_px)
     if config.glare_fraction > 0:
         glare = _wide_gaussian(signal, config.glare_sigma_mm / config.pixel_pitch_mm)
@@ -592,7 +597,7 @@ def simulate_radiograph(part: CastingPart, config: XraySimConfig = None, pose=No
     for t, change in zip(truth, changes):
         t.detectability = defect_detectability(change, scale, falloff, focal_sigma, quanta,
                                                rms_energy, read_noise)
-    if config.read_noise_adu > 0:
+    if noise and config.read_noise_adu > 0:
         adu += rng.standard_normal(adu.shape, dtype=np.float32) * \
             np.float32(config.read_noise_adu)
     image = np.clip(np.rint(adu), 0, UINT16_MAX).astype(np.uint16)
