@@ -1,0 +1,285 @@
+"""A part's reference radiograph from its model, registered to the acquired radiograph.
+
+Simulation-aided ADR: where the inspected part's model is known (its CAD; in this project
+the defect-free CastingPart of the part), the expected radiograph of the sound part is
+rendered with the acquisition's settings and compared with the acquired one. The part's
+structure (walls, holes, ribs, thickness steps) then cancels, instead of being estimated
+from the image alone by the front end's opening/closing (candidates.py): faint defects on
+structure, and defects wider than the front end's background square, stay in the residual.
+
+All of it works at the front end's working resolution, on S (log-intensity, smoothed):
+
+1. pose: the part lies in the fixture at an unknown offset (x, y, rotation about the beam
+   axis) from the pose it is expected at. The reference is rendered at the current estimate,
+   ECC (cv2.findTransformECC, Euclidean motion) registers it to S, and the image motion is
+   turned back into a fixture pose: a shift of the part by d mm moves its image by
+   d M / pitch pixels (M: magnification at the part's mid-height), a rotation about the beam
+   axis rotates the image about the principal point. The cone beam magnifies the part's top
+   more than its base, so a 2-D motion is not exact; rendering again at the new estimate and
+   registering again removes what is left (`rounds` renders in all).
+2. level: acquired and reference log-intensities differ by a smooth function of the
+   attenuation when the spectrum or gain drifted (kV, filtration): the median residual in
+   quantile bins of the reference level is interpolated and removed.
+3. residual: z = (S - reference) / sigma, with sigma^2 = the quantum noise of S (the front
+   end's model: noise / exp((level - 9) / 2)) + (|grad reference| x registration_sigma_px)^2.
+   A hundredth of a pixel of pose error, or a casting that deviates from its model, leaves a
+   residual at every steep edge of the part; the second term makes it count for less there.
+
+No ROS imports.
+"""
+
+import time
+from dataclasses import dataclass, replace
+from typing import Optional, Tuple
+
+import cv2
+import numpy as np
+
+from humanoid_inspection.xray.candidates import (
+    FrontEnd, FrontEndParams, log_and_smoothed, to_working)
+from humanoid_inspection.xray.detector import CancelCheck, check_cancel
+
+
+MIN_REGISTRATION_SIDE_PX = 64     # pyramid levels whose image would be smaller are skipped
+
+
+@dataclass(frozen=True)
+class ReferenceParams:
+    """Settings of the registration and of the reference residual.
+
+    Attributes:
+        rounds: renders of the reference (the first at the initial pose); every render but
+            the last is followed by a registration and a pose update. 1 = no registration.
+        pyramid: reduction factors of the first registration, coarse to fine (large initial
+            offsets); later ones run at `refine_reduction` only.
+        refine_reduction: reduction factor of the later registrations.
+        ecc_iterations, ecc_epsilon: ECC stopping rule of each level.
+        min_correlation: a registration whose ECC correlation is lower is refused (wrong
+            part, part missing, a radiograph of something else).
+        registration_sigma_px: pose and shape error, in working pixels, that the residual
+            tolerates at the part's edges (the gradient term of sigma).
+        level_bins: quantile bins of the level correction.
+    """
+
+    rounds: int = 3
+    pyramid: Tuple[int, ...] = (8, 2, 1)
+    refine_reduction: int = 2
+    ecc_iterations: int = 60
+    ecc_epsilon: float = 1e-6
+    min_correlation: float = 0.9
+    registration_sigma_px: float = 0.05
+    level_bins: int = 32
+
+    def validate(self) -> None:
+        """Raises ValueError for settings that cannot work."""
+        if not 1 <= int(self.rounds) <= 6:
+            raise ValueError(f'rounds must lie in 1..6, got {self.rounds}')
+        if not self.pyramid or any(int(f) < 1 for f in self.pyramid) or \
+                int(self.refine_reduction) < 1:
+            raise ValueError('pyramid and refine_reduction need reduction factors >= 1')
+        if not 0.0 < self.min_correlation < 1.0:
+            raise ValueError('min_correlation must lie in (0, 1)')
+        if not self.registration_sigma_px >= 0.0:
+            raise ValueError('registration_sigma_px must be >= 0')
+        if int(self.level_bins) < 2:
+            raise ValueError('level_bins must be at least 2')
+
+
+@dataclass
+class PoseEstimate:
+    """The part's pose found by registration, and the reference rendered at it.
+
+    Attributes:
+        pose: 4x4 part-to-fixture transform (the simulator's pose convention).
+        correlation: ECC correlation of the last registration (1 = identical images);
+            NaN when rounds = 1 (no registration).
+        renders: how many references were rendered.
+        log_reference: the last reference, as S (working resolution, float32).
+        seconds: time spent (renders and registrations).
+    """
+
+    pose: np.ndarray
+    correlation: float
+    renders: int
+    log_reference: np.ndarray
+    seconds: float
+
+
+class PartReference:
+    """Renders the expected radiograph of a part's sound model with given settings.
+
+    Args:
+        part: the part's model (a CastingPart; its defects, if any, are left out).
+        config: the acquisition's XraySimConfig (detector size, geometry, kV, filters...).
+        front_end: the FrontEndParams of the detector it is compared in (the smoothing);
+            None = the defaults.
+    """
+
+    def __init__(self, part, config, front_end: Optional[FrontEndParams] = None):
+        from humanoid_inspection.xray.phantoms import CastingPart
+        from humanoid_inspection.xray.simulator import XraySimConfig
+        if not isinstance(part, CastingPart):
+            raise ValueError(f'part must be a CastingPart, got {type(part).__name__}')
+        if not isinstance(config, XraySimConfig):
+            raise ValueError(f'config must be an XraySimConfig, got {type(config).__name__}')
+        config.validate()
+        self.model = replace(part, defects=[])
+        self.config = config
+        self.front_end = front_end if front_end is not None else FrontEndParams()
+
+    @property
+    def shape(self) -> Tuple[int, int]:
+        """(rows, cols) of the radiographs it can be compared with."""
+        return self.config.shape
+
+    def render(self, pose: np.ndarray, factor: int) -> np.ndarray:
+        """S of the sound part's expected radiograph at `pose`, reduced by `factor`."""
+        from humanoid_inspection.xray.simulator import simulate_radiograph
+        image = simulate_radiograph(self.model, self.config, pose=pose, noise=False).image
+        return log_and_smoothed(to_working(image, factor), self.front_end.smooth_sigma_px)[1]
+
+    def mid_height_magnification(self, pose: np.ndarray) -> float:
+        """Magnification at the part's mid-height in the fixture."""
+        return self.config.magnification(float(pose[2, 3]) + self.model.height_mm / 2.0)
+
+
+def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
+    if factor == 1:
+        return image
+    h, w = image.shape
+    return cv2.resize(image, (max(8, w // factor), max(8, h // factor)),
+                      interpolation=cv2.INTER_AREA)
+
+
+def register(acquired: np.ndarray, reference: np.ndarray, levels, params: ReferenceParams):
+    """The Euclidean image motion W (2x3) with reference(W [x, y, 1]) ~ acquired(x, y).
+
+    Returns:
+        (W as float64, ECC correlation of the finest level).
+
+    Raises:
+        ValueError: ECC did not converge or the correlation is below params.min_correlation.
+    """
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, int(params.ecc_iterations),
+                float(params.ecc_epsilon))
+    warp = np.eye(2, 3, dtype=np.float32)
+    correlation = float('nan')
+    side = min(acquired.shape)
+    levels = [int(f) for f in levels if side // int(f) >= MIN_REGISTRATION_SIDE_PX] or \
+        [min(int(f) for f in levels)]           # too coarse a level cannot lock on
+    for factor in levels:
+        scaled = warp.copy()
+        scaled[:, 2] /= factor
+        try:
+            correlation, scaled = cv2.findTransformECC(
+                _reduce(acquired, factor), _reduce(reference, factor), scaled,
+                cv2.MOTION_EUCLIDEAN, criteria, None, 1)
+        except cv2.error as exc:
+            raise ValueError('the reference could not be registered to the radiograph (ECC '
+                             f'did not converge at reduction {factor}): is it the same '
+                             f'part? ({str(exc).strip().splitlines()[-1]})') from None
+        warp = scaled.copy()
+        warp[:, 2] *= factor
+    if not correlation >= params.min_correlation:
+        raise ValueError(f'the reference matches the radiograph poorly (ECC correlation '
+                         f'{correlation:.3f} < {params.min_correlation}): wrong part or a part '
+                         'outside the field?')
+    return warp.astype(np.float64), float(correlation)
+
+
+def pose_from_motion(pose: np.ndarray, warp: np.ndarray, centre_px, mm_per_px: float):
+    """The fixture pose whose image is the reference's (rendered at `pose`) moved by `warp`.
+
+    With u an acquired pixel and v = W u the matching reference pixel, and
+    u - c = (R X + t) / mm_per_px for a part point X (c: principal point), the acquired pose
+    is R = Rw^T R0 and t = Rw^T (t0 - mm_per_px (Rw c + tw - c)).
+
+    Args:
+        pose: 4x4 pose the reference was rendered at.
+        warp: 2x3 motion from register().
+        centre_px: (x, y) principal point in the registered images' pixels.
+        mm_per_px: object-plane size of one of those pixels at the part's mid-height.
+    """
+    rw, tw = warp[:, :2], warp[:, 2]
+    centre = np.asarray(centre_px, float)
+    rotation = rw.T @ pose[:2, :2]
+    translation = rw.T @ (pose[:2, 3] - mm_per_px * (rw @ centre + tw - centre))
+    angle = float(np.arctan2(rotation[1, 0], rotation[0, 0]))
+    out = np.array(pose, float, copy=True)
+    out[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    out[:2, 3] = translation
+    return out
+
+
+def estimate_pose(fe: FrontEnd, reference: PartReference, initial_pose: Optional[np.ndarray]
+                  = None, params: ReferenceParams = ReferenceParams(),
+                  should_cancel: CancelCheck = None) -> PoseEstimate:
+    """Find the part's pose in the radiograph of `fe` by rendering and registering.
+
+    Raises:
+        ValueError: the radiograph's size is not the reference's, or the registration failed.
+        InspectionCancelled: cancelled (polled between renders).
+    """
+    params.validate()
+    if tuple(fe.full_shape) != tuple(reference.shape):
+        raise ValueError(f'the radiograph is {fe.full_shape[0]}x{fe.full_shape[1]} px, the '
+                         f'reference {reference.shape[0]}x{reference.shape[1]}')
+    start = time.perf_counter()
+    pose = np.eye(4) if initial_pose is None else np.array(initial_pose, float)
+    sx, sy = fe.scale_xy
+    rows, cols = reference.shape
+    centre = (cols / (2.0 * sx) - 0.5, rows / (2.0 * sy) - 0.5)
+    pitch_px = reference.config.pixel_pitch_mm * 0.5 * (sx + sy)
+    correlation = float('nan')
+    for k in range(int(params.rounds)):
+        check_cancel(should_cancel)
+        log_reference = reference.render(pose, fe.factor)
+        if k == params.rounds - 1:
+            break
+        levels = params.pyramid if k == 0 else (int(params.refine_reduction),)
+        warp, correlation = register(fe.S, log_reference, levels, params)
+        pose = pose_from_motion(pose, warp, centre,
+                                pitch_px / reference.mid_height_magnification(pose))
+    return PoseEstimate(pose, correlation, int(params.rounds), log_reference,
+                        time.perf_counter() - start)
+
+
+def level_correction(level: np.ndarray, residual: np.ndarray, bins: int) -> np.ndarray:
+    """The smooth part of `residual` as a function of `level`: medians in quantile bins of
+    the level, interpolated (float32, the shape of `level`)."""
+    step = max(1, int(np.sqrt(level.size / 250000.0)))
+    sample_level = level[::step, ::step].ravel()
+    sample_residual = residual[::step, ::step].ravel()
+    edges = np.quantile(sample_level, np.linspace(0.0, 1.0, int(bins) + 1))
+    index = np.clip(np.searchsorted(edges, sample_level, side='right') - 1, 0, int(bins) - 1)
+    centres, medians = [], []
+    for b in range(int(bins)):
+        sel = index == b
+        if np.count_nonzero(sel) >= 20:
+            centres.append(float(np.median(sample_level[sel])))
+            medians.append(float(np.median(sample_residual[sel])))
+    if not centres:
+        return np.zeros_like(level, dtype=np.float32)
+    order = np.argsort(centres)
+    return np.interp(level, np.asarray(centres)[order],
+                     np.asarray(medians)[order]).astype(np.float32)
+
+
+def front_end_with_reference(fe: FrontEnd, log_reference: np.ndarray,
+                             params: ReferenceParams = ReferenceParams()) -> FrontEnd:
+    """The front end with the registered reference as its background: B = the reference
+    after the level correction, z = (S - B) / sigma (module docstring, step 3), weight the
+    quantum-noise weighting at B. S, L and the context stay those of the radiograph."""
+    if log_reference.shape != fe.S.shape:
+        raise ValueError(f'reference {log_reference.shape} and front end {fe.S.shape} differ '
+                         'in size')
+    residual = fe.S - log_reference
+    background = (log_reference + level_correction(log_reference, residual,
+                                                    params.level_bins)).astype(np.float32)
+    weight = cv2.exp(0.5 * (background - 9.0))
+    gx = cv2.Sobel(background, cv2.CV_32F, 1, 0, ksize=3) * np.float32(0.125)
+    gy = cv2.Sobel(background, cv2.CV_32F, 0, 1, ksize=3) * np.float32(0.125)
+    quantum = np.float32(fe.noise) / weight
+    edge = np.float32(params.registration_sigma_px) ** 2 * (gx * gx + gy * gy)
+    z = (fe.S - background) / np.sqrt(quantum * quantum + edge)
+    return replace(fe, B=background, z=z.astype(np.float32), weight=weight)

@@ -1,0 +1,169 @@
+"""The part model's reference radiograph: the noise-free render, pose registration, the
+reference residual and the '+reference' detector (xray/reference.py,
+xray/detector_reference.py, xray-eval's acquisition errors)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from humanoid_inspection import cli
+from humanoid_inspection.xray.candidates import compute_front_end
+from humanoid_inspection.xray.detector import make_detector
+from humanoid_inspection.xray.detector_reference import ReferenceDetector
+from humanoid_inspection.xray.metrics import iou_matrix
+from humanoid_inspection.xray.phantoms import generate_part
+from humanoid_inspection.xray.reference import (
+    PartReference, ReferenceParams, estimate_pose, front_end_with_reference,
+    level_correction, pose_from_motion)
+from humanoid_inspection.xray.simulator import XraySimConfig, simulate_radiograph
+
+
+def fixture_pose(dx_mm: float, dy_mm: float, angle_deg: float) -> np.ndarray:
+    pose = np.eye(4)
+    a = np.radians(angle_deg)
+    pose[:2, :2] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
+    pose[:2, 3] = dx_mm, dy_mm
+    return pose
+
+
+def angle_deg(pose: np.ndarray) -> float:
+    return float(np.degrees(np.arctan2(pose[1, 0], pose[0, 0])))
+
+
+def test_noise_free_radiograph_is_the_mean_of_the_noisy_ones():
+    config = XraySimConfig.for_size(128)
+    part = generate_part('bracket', 5, defect_probability=0.0)
+    clean = [simulate_radiograph(part, config, seed=s, noise=False).image for s in (1, 2)]
+    assert np.array_equal(clean[0], clean[1])           # no random draw at all
+    noisy = simulate_radiograph(part, config, seed=1).image.astype(np.float64)
+    difference = noisy - clean[0]
+    assert difference.std() > 5.0                        # the noisy one does carry noise
+    assert abs(difference.mean()) < 0.05 * difference.std()
+
+
+def test_pose_from_motion_inverts_the_projection_of_a_fixture_offset():
+    reference_pose, true_pose = fixture_pose(0.3, -0.2, 0.4), fixture_pose(-1.1, 0.7, -1.3)
+    centre, mm_per_px = np.array([255.5, 255.5]), 0.154
+    # reference pixel v of the part point seen at acquired pixel u:
+    # v = c + Rw (u - c) + (t0 - Rw t) / s, Rw = R0 R^T
+    rw = reference_pose[:2, :2] @ true_pose[:2, :2].T
+    tw = centre + (reference_pose[:2, 3] - rw @ true_pose[:2, 3]) / mm_per_px - rw @ centre
+    warp = np.hstack([rw, tw[:, None]])
+    found = pose_from_motion(reference_pose, warp, centre, mm_per_px)
+    np.testing.assert_allclose(found, true_pose, atol=1e-9)
+
+
+@pytest.mark.parametrize('family', ['housing', 'bracket', 'hub'])
+def test_registration_finds_the_pose_of_a_part_offset_in_the_fixture(family):
+    config = XraySimConfig.for_size(512)
+    part = generate_part(family, 3, defect_probability=0.0)
+    true_pose = fixture_pose(0.8, -0.5, 0.7)
+    rad = simulate_radiograph(part, config, pose=true_pose, seed=1)
+    fe = compute_front_end(rad.image, rad.pixel_pitch_mm / rad.magnification)
+    estimate = estimate_pose(fe, PartReference(part, config))
+    # from the fixture's origin to within 10 um and 0.05 deg (the working pixel is 154 um)
+    assert np.max(np.abs(estimate.pose[:2, 3] - true_pose[:2, 3])) < 0.01
+    assert abs(angle_deg(estimate.pose) - 0.7) < 0.05
+    assert estimate.correlation > 0.99 and estimate.renders == 3
+    assert estimate.log_reference.shape == fe.S.shape
+
+
+@pytest.mark.parametrize('family', ['housing', 'bracket'])
+def test_the_parts_structure_cancels_against_the_registered_reference(family):
+    config = XraySimConfig.for_size(512)
+    part = generate_part(family, 3, defect_probability=0.0)
+    rad = simulate_radiograph(part, config, pose=fixture_pose(0.8, -0.5, 0.7), seed=1)
+    fe = compute_front_end(rad.image, rad.pixel_pitch_mm / rad.magnification)
+    estimate = estimate_pose(fe, PartReference(part, config))
+    with_reference = front_end_with_reference(fe, estimate.log_reference)
+    # a sound part: the image-only background leaves its walls and holes in z (> 100 noise
+    # units), the reference leaves noise
+    assert np.abs(fe.z).max() > 100.0
+    assert np.abs(with_reference.z).max() < 5.0
+    np.testing.assert_allclose(with_reference.S - with_reference.B,
+                               with_reference.residual(), atol=1e-6)
+
+
+def test_level_correction_removes_a_smooth_function_of_the_level():
+    rng = np.random.default_rng(0)
+    level = rng.uniform(7.0, 11.0, (300, 300)).astype(np.float32)
+    drift = 0.02 * (level - 9.0) ** 2 - 0.01 * level            # a spectrum/gain mismatch
+    residual = (drift + rng.normal(0.0, 0.003, level.shape)).astype(np.float32)
+    corrected = residual - level_correction(level, residual, 32)
+    assert np.abs(residual).mean() > 0.05
+    assert abs(float(np.median(corrected))) < 0.002
+    assert np.abs(corrected).mean() < 0.004                      # noise is what is left
+
+
+def test_reference_detector_finds_a_defect_and_reports_the_pose():
+    config = XraySimConfig.for_size(512)
+    found_any = False
+    for seed in range(20):
+        part = generate_part('housing', seed, defect_probability=1.0,
+                             defect_kinds=('inclusion',), max_defects=1)
+        rad = simulate_radiograph(part, config, pose=fixture_pose(-0.6, 0.9, -0.5), seed=seed)
+        truth = [t for t in rad.truth if t.size_mm >= 1.5 and t.detectability > 30]
+        if not truth:
+            continue
+        detector = ReferenceDetector(make_detector('cnn'), PartReference(part, config))
+        assert detector.name == 'cnn+reference'
+        found = detector.detect(rad.image, rad.pixel_pitch_mm, rad.magnification)
+        boxes = np.array([d.box_xyxy for d in found if d.confidence >= 0.5]).reshape(-1, 4)
+        iou = iou_matrix(boxes, np.array([truth[0].box_xyxy]))
+        assert iou.size and iou.max() >= 0.5, (seed, boxes, truth[0].box_xyxy)
+        assert abs(angle_deg(detector.last_estimate.pose) + 0.5) < 0.05
+        found_any = True
+        break
+    assert found_any
+
+
+def test_reference_detector_refuses_what_it_cannot_compare():
+    config = XraySimConfig.for_size(256)
+    part = generate_part('bracket', 2, defect_probability=0.0)
+    cnn = make_detector('cnn')
+    detector = ReferenceDetector(cnn, PartReference(part, config))
+    other = simulate_radiograph(part, XraySimConfig.for_size(192), seed=1)
+    with pytest.raises(ValueError, match='the radiograph is 192x192 px, the reference 256x256'):
+        detector.detect(other.image, other.pixel_pitch_mm, other.magnification)
+    # a radiograph of another part: the registration refuses it
+    hub = simulate_radiograph(generate_part('hub', 9, defect_probability=0.0), config, seed=1)
+    with pytest.raises(ValueError, match='reference'):
+        detector.detect(hub.image, hub.pixel_pitch_mm, hub.magnification)
+    with pytest.raises(ValueError, match="cannot run on a reference: it has no front end"):
+        ReferenceDetector(make_detector('classical'), PartReference(part, config))
+    with pytest.raises(ValueError, match='CastingPart'):
+        PartReference('bracket.step', config)
+    with pytest.raises(ValueError, match='rounds must lie in 1..6'):
+        ReferenceDetector(cnn, PartReference(part, config), params=ReferenceParams(rounds=0))
+    with pytest.raises(ValueError, match='min_correlation'):
+        ReferenceParams(min_correlation=1.5).validate()
+
+
+def test_eval_with_acquisition_errors_and_the_reference_detector(tmp_path, capsys):
+    out = tmp_path / 'eval'
+    assert cli.main(['xray-eval', '--images', '2', '--size', '512', '--detectors',
+                     'cnn,cnn+reference', '--pose-error-mm', '1', '--pose-error-deg', '1',
+                     '--kv-error', '0.02', '--out', str(out), '--quiet']) == 0
+    plain, referenced = json.loads((out / 'metrics.json').read_text())['results']
+    assert plain['detector'] == 'cnn' and 'pose_estimate' not in plain
+    pose = referenced['pose_estimate']
+    assert referenced['detector'] == 'cnn+reference' and pose['n'] == 2
+    assert pose['max_error_mm'] < 0.02 and pose['max_error_deg'] < 0.05
+    assert 'pose found by registration' in capsys.readouterr().out
+    # the parts really were moved: the same seeds at the fixture's origin give other boxes
+    from humanoid_inspection.xray.evaluate_cli import AcquisitionErrors, synthetic_items
+    moved = list(synthetic_items(2, 100000, 256, errors=AcquisitionErrors(1.0, 1.0, 0.02)))
+    still = list(synthetic_items(2, 100000, 256))
+    assert any(not np.array_equal(a['pose'], b['pose']) for a, b in zip(moved, still))
+    assert all(np.array_equal(b['pose'], np.eye(4)) for b in still)
+
+
+def test_eval_refuses_bad_acquisition_errors_and_reference_on_real_images(tmp_path, capsys):
+    assert cli.main(['xray-eval', '--images', '1', '--pose-error-mm', '-1', '--quiet',
+                     '--out', str(tmp_path / 'a')]) == 2
+    assert 'acquisition errors must lie in' in capsys.readouterr().err
+    from humanoid_inspection.xray.evaluate_cli import item_detector
+    with pytest.raises(ValueError, match='synthetic data only'):
+        item_detector('cnn+reference', {'name': 'C0001/x.png', 'image': np.zeros((64, 64))})
+    assert item_detector('cnn', {}) == 'cnn'
