@@ -12,6 +12,11 @@ Two kinds of data:
   centre-in-box criterion (the real boxes are loose). --series selects series (split by
   series, never by image).
 
+Synthetic acquisitions can stray from the nominal one (--pose-error-mm, --pose-error-deg,
+--kv-error: the part's offset in the fixture and the tube voltage), and 'cnn+reference'
+inspects each radiograph against its part's model, registered to it (simulation-aided ADR,
+xray/reference.py): it reports how well the registration found the pose.
+
 Writes <out>/metrics.json and <out>/report.html with crops of the worst misses and false
 alarms under <out>/crops/ (keep --out outside the repository for licensed real images).
 """
@@ -22,11 +27,13 @@ import html
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 HELD_OUT_SEED_BASE = 100000
+REFERENCE_SUFFIX = '+reference'
 
 
 def graded_truth_verdict(rad, family: str) -> str:
@@ -42,24 +49,62 @@ def graded_truth_verdict(rad, family: str) -> str:
     return grade(defects, family, rad.image.shape[:2]).verdict
 
 
-def synthetic_items(n: int, seed_base: int, size_px: int, mas: float = None):
+@dataclass(frozen=True)
+class AcquisitionErrors:
+    """How far each synthetic acquisition strays from the nominal one (uniform draws, seeded
+    by the part seed): the part's offset in the fixture (x and y within +-mm, rotation about
+    the beam axis within +-deg) and the tube voltage (within +- the fraction kv). All zero:
+    every part at the fixture's origin at the nominal kV (the held-out set of the figures)."""
+
+    mm: float = 0.0
+    deg: float = 0.0
+    kv: float = 0.0
+
+    def validate(self) -> None:
+        """Raises ValueError for negative or absurd ranges."""
+        if not (0.0 <= self.mm <= 20.0 and 0.0 <= self.deg <= 45.0 and 0.0 <= self.kv <= 0.2):
+            raise ValueError('acquisition errors must lie in 0..20 mm, 0..45 deg and 0..0.2 '
+                             f'of the kV, got {self.mm} mm, {self.deg} deg, {self.kv}')
+
+    def draw(self, seed: int, config):
+        """(pose 4x4, acquisition config) of the part with this seed."""
+        from dataclasses import replace
+        rng = np.random.default_rng([int(seed), 11])
+        dx, dy = rng.uniform(-self.mm, self.mm, 2)
+        angle = np.radians(rng.uniform(-self.deg, self.deg))
+        kv_scale = 1.0 + rng.uniform(-self.kv, self.kv)
+        pose = np.eye(4)
+        pose[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+        pose[:2, 3] = dx, dy
+        return pose, replace(config, kv=config.kv * kv_scale)
+
+
+def synthetic_items(n: int, seed_base: int, size_px: int, mas: float = None,
+                    errors: AcquisitionErrors = AcquisitionErrors()):
     """Yield dicts (name, image, pitch, mag, family, gt boxes/kinds/sizes) from the simulator.
 
     `mas`: the exposure (mA s per radiograph) instead of the simulator's default; the parts,
     their defects and the noise seeds stay the same, so the set differs only in its dose.
+    `errors`: acquisitions at a random offset in the fixture and kV (AcquisitionErrors).
+    Each item also carries the part's model ('part_model'), the nominal settings ('config')
+    and the true pose ('pose'): what a '+reference' detector is given, and checked against.
     """
     from dataclasses import replace
 
     from humanoid_inspection.xray.phantoms import PART_FAMILIES, generate_part
     from humanoid_inspection.xray.simulator import XraySimConfig, simulate_radiograph
+    errors.validate()
     config = XraySimConfig.for_size(size_px)
     if mas is not None:
         config = replace(config, mas=float(mas))    # validated: ValueError when not > 0
     for i in range(n):
         seed = seed_base + i
         family = PART_FAMILIES[i % len(PART_FAMILIES)]
-        rad = simulate_radiograph(generate_part(family, seed), config, seed=seed)
+        part = generate_part(family, seed)
+        pose, acquisition = errors.draw(seed, config)
+        rad = simulate_radiograph(part, acquisition, pose=pose, seed=seed)
         yield {'name': f'{family}_{seed}', 'image': rad.image, 'pitch': rad.pixel_pitch_mm,
+               'part_model': part, 'config': config, 'pose': pose,
                'mag': rad.magnification, 'family': family,
                'gt_boxes': [t.box_xyxy for t in rad.truth],
                'gt_kinds': [t.kind for t in rad.truth],
@@ -174,6 +219,39 @@ def write_pod_figure(outcomes: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def item_detector(detector_name: str, item: dict):
+    """What inspects one item: the detector's name, or for '<base>+reference' a
+    ReferenceDetector of the pipeline's <base> detector and the item's part model.
+
+    Raises:
+        ValueError: a '+reference' detector on an item without a part model (real images).
+    """
+    if not detector_name.endswith(REFERENCE_SUFFIX):
+        return detector_name
+    from humanoid_inspection.xray.detector_reference import ReferenceDetector
+    from humanoid_inspection.xray.pipeline import get_detector
+    from humanoid_inspection.xray.reference import PartReference
+    if 'part_model' not in item:
+        raise ValueError(f"'{detector_name}' compares each radiograph with its part's model: "
+                         'synthetic data only')
+    base = get_detector(detector_name[:-len(REFERENCE_SUFFIX)])
+    return ReferenceDetector(base, PartReference(item['part_model'], item['config'],
+                                                 getattr(base, 'params', None)))
+
+
+def pose_error_summary(estimates) -> dict:
+    """Registration figures of a '+reference' detector: per item (estimated pose, true pose,
+    ECC correlation, seconds) -> medians and maxima of the position and angle errors."""
+    position = [float(np.max(np.abs(e[:2, 3] - t[:2, 3]))) for e, t, _, _ in estimates]
+    angle = [abs(float(np.degrees(np.arctan2(e[1, 0], e[0, 0]) - np.arctan2(t[1, 0], t[0, 0]))))
+             for e, t, _, _ in estimates]
+    return {'n': len(estimates),
+            'median_error_mm': float(np.median(position)), 'max_error_mm': float(np.max(position)),
+            'median_error_deg': float(np.median(angle)), 'max_error_deg': float(np.max(angle)),
+            'min_correlation': float(np.min([c for _, _, c, _ in estimates])),
+            'median_seconds': float(np.median([s for _, _, _, s in estimates]))}
+
+
 def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_parts: bool,
              n_crops: int = 12, progress: bool = True) -> dict:
     """Run one detector over the items; return the metrics dict (and write crops)."""
@@ -183,13 +261,18 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
     from humanoid_inspection.xray.pipeline import inspect_radiograph
 
     records, visible_records, times, truth_def, verdicts = [], [], [], [], []
-    truth_reject = []
+    truth_reject, estimates = [], []
     misses, false_alarms, images = [], [], {}
     for item in tqdm(items, desc=detector_name, disable=not progress, file=sys.stdout):
+        detector = item_detector(detector_name, item)
         t = time.perf_counter()
         outcome = inspect_radiograph(item['image'], item['pitch'], item['mag'], item['family'],
-                                     detector=detector_name)
+                                     detector=detector)
         times.append(time.perf_counter() - t)
+        estimate = getattr(detector, 'last_estimate', None)
+        if estimate is not None:
+            estimates.append((estimate.pose, item['pose'], estimate.correlation,
+                              estimate.seconds))
         ds = outcome.defects
         rec = M.ImageRecord([d.box_xyxy for d in ds], [d.confidence for d in ds],
                             item['gt_boxes'], item['gt_kinds'], item['gt_sizes'],
@@ -242,6 +325,8 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
         'latency_s': {'median': float(np.median(times)), 'p95': float(np.percentile(times, 95)),
                       'mean': float(np.mean(times))},
     }
+    if estimates:
+        result['pose_estimate'] = pose_error_summary(estimates)
     per_class = [v for v in result['ap50_per_class'].values() if np.isfinite(v)]
     result['map50_per_class'] = float(np.mean(per_class)) if per_class else float('nan')
     if visible_records:
@@ -336,13 +421,23 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='humanoid-inspection xray-eval', description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--dataset', choices=('synthetic', 'gdxray'), default='synthetic')
-    ap.add_argument('--detectors', default='classical,cnn', help='comma-separated')
+    ap.add_argument('--detectors', default='classical,cnn',
+                    help="comma-separated; synthetic data also takes 'cnn+reference' (cnn "
+                    "against each part's registered model, xray/reference.py)")
     ap.add_argument('--images', type=int, default=60, help='synthetic: held-out radiographs')
     ap.add_argument('--seed-base', type=int, default=HELD_OUT_SEED_BASE)
     ap.add_argument('--size', type=int, default=1024, help='synthetic: detector side (px)')
     ap.add_argument('--mas', type=float, default=None,
                     help='synthetic: exposure in mA s per radiograph (default: the '
                     "simulator's, 2); the same parts at another dose")
+    ap.add_argument('--pose-error-mm', type=float, default=0.0,
+                    help='synthetic: each part lies up to this far (x and y, mm) from the '
+                    "fixture's origin (uniform, seeded by the part)")
+    ap.add_argument('--pose-error-deg', type=float, default=0.0,
+                    help='synthetic: and is turned up to this far about the beam axis')
+    ap.add_argument('--kv-error', type=float, default=0.0,
+                    help='synthetic: the tube voltage strays up to this fraction from the '
+                    'nominal one (0.02: +-2 %%)')
     ap.add_argument('--root', default=None, help='gdxray: folder holding Castings/')
     ap.add_argument('--annotations', default=None,
                     help='gdxray: CSV series,image,x1,y1,x2,y2 '
@@ -364,8 +459,10 @@ def main(argv=None) -> int:
     for name in names:
         if args.dataset == 'synthetic':
             try:
+                errors = AcquisitionErrors(args.pose_error_mm, args.pose_error_deg,
+                                           args.kv_error)
                 items = list(synthetic_items(args.images, args.seed_base, args.size,
-                                             args.mas)) if not results else items
+                                             args.mas, errors)) if not results else items
             except ValueError as exc:
                 print(f'xray-eval: {exc}', file=sys.stderr)
                 return 2
@@ -398,6 +495,12 @@ def main(argv=None) -> int:
               f'  AP(centre) {r["ap_centre"]:.3f}  recall {op["recall"]:.3f}'
               f'  recall>=1mm {op["recall_ge_1mm"]:.3f}  FA/img '
               f'{op["false_alarms_per_image"]:.2f}  median {r["latency_s"]["median"]:.3f} s')
+        p = r.get('pose_estimate')
+        if p:
+            print(f'  pose found by registration: error median {p["median_error_mm"]:.4f} '
+                  f'mm / {p["median_error_deg"]:.4f} deg, max {p["max_error_mm"]:.4f} mm / '
+                  f'{p["max_error_deg"]:.4f} deg, lowest ECC correlation '
+                  f'{p["min_correlation"]:.4f}, median {p["median_seconds"]:.2f} s')
         d = r.get('detectability_ge_1mm')
         if d:
             print(f'  defects >= 1 mm: {d["n_below_rose"]} of {d["n_gt"]} below the Rose '
