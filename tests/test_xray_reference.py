@@ -151,6 +151,9 @@ def test_eval_with_acquisition_errors_and_the_reference_detector(tmp_path, capsy
     assert referenced['detector'] == 'cnn+reference' and pose['n'] == 2
     assert pose['max_error_mm'] < 0.02 and pose['max_error_deg'] < 0.05
     assert 'pose found by registration' in capsys.readouterr().out
+    # the second part has defects: its residuals with and without the model, as a picture
+    assert (out / referenced['residual_figure']).stat().st_size > 10000
+    assert referenced['residual_figure'] in (out / 'report.html').read_text()
     # the parts really were moved: the same seeds at the fixture's origin give other boxes
     from humanoid_inspection.xray.evaluate_cli import AcquisitionErrors, synthetic_items
     moved = list(synthetic_items(2, 100000, 256, errors=AcquisitionErrors(1.0, 1.0, 0.02)))

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from humanoid_inspection.xray.candidates import cv_threads, radiograph_front_end
+from humanoid_inspection.xray.candidates import FrontEnd, cv_threads, radiograph_front_end
 from humanoid_inspection.xray.detector import CancelCheck, DetectedDefect
 from humanoid_inspection.xray.reference import (
     PartReference, PoseEstimate, ReferenceParams, estimate_pose, front_end_with_reference)
@@ -30,6 +30,7 @@ class ReferenceDetector:
 
     Attributes:
         last_estimate: the PoseEstimate of the latest radiograph (None before the first).
+        last_front_end: the front end it ran on (background = the reference), for pictures.
     """
 
     def __init__(self, base, reference: PartReference, initial_pose: Optional[np.ndarray]
@@ -44,6 +45,7 @@ class ReferenceDetector:
         self.params = params
         self.name = f'{base.name}+reference'
         self.last_estimate: Optional[PoseEstimate] = None
+        self.last_front_end: Optional[FrontEnd] = None
 
     def detect(self, image: np.ndarray, pixel_pitch_mm: float, magnification: float,
                should_cancel: CancelCheck = None) -> List[DetectedDefect]:
@@ -60,4 +62,5 @@ class ReferenceDetector:
                                      should_cancel)
             self.last_estimate = estimate
             fe = front_end_with_reference(fe, estimate.log_reference, self.params)
+            self.last_front_end = fe
             return self.base.detect_on_front_end(fe, mmpp, should_cancel)

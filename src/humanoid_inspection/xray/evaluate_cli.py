@@ -261,7 +261,7 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
     from humanoid_inspection.xray.pipeline import inspect_radiograph
 
     records, visible_records, times, truth_def, verdicts = [], [], [], [], []
-    truth_reject, estimates = [], []
+    truth_reject, estimates, extra = [], [], {}
     misses, false_alarms, images = [], [], {}
     for item in tqdm(items, desc=detector_name, disable=not progress, file=sys.stdout):
         detector = item_detector(detector_name, item)
@@ -273,6 +273,11 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
         if estimate is not None:
             estimates.append((estimate.pose, item['pose'], estimate.correlation,
                               estimate.seconds))
+            if n_crops and 'residual_figure' not in extra and len(item['gt_boxes']):
+                extra['residual_figure'] = f'crops/{detector_name}_residuals.png'
+                (out_dir / 'crops').mkdir(parents=True, exist_ok=True)
+                write_residual_figure(item, detector.last_front_end,
+                                      out_dir / extra['residual_figure'])
         ds = outcome.defects
         rec = M.ImageRecord([d.box_xyxy for d in ds], [d.confidence for d in ds],
                             item['gt_boxes'], item['gt_kinds'], item['gt_sizes'],
@@ -327,6 +332,7 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
     }
     if estimates:
         result['pose_estimate'] = pose_error_summary(estimates)
+    result.update(extra)
     per_class = [v for v in result['ap50_per_class'].values() if np.isfinite(v)]
     result['map50_per_class'] = float(np.mean(per_class)) if per_class else float('nan')
     if visible_records:
@@ -372,6 +378,36 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
     return result
 
 
+def write_residual_figure(item: dict, referenced, path: Path) -> None:
+    """Radiograph, the image-only front end's z and z against the part's registered
+    reference, side by side (+-10 noise units, truth boxes in green), as a PNG."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from humanoid_inspection.xray.candidates import radiograph_front_end
+    from humanoid_inspection.xray.pipeline import display_image
+    plain, _ = radiograph_front_end(item['image'], item['pitch'], item['mag'])
+    sx, sy = referenced.scale_xy
+    panels = [('radiograph', display_image(item['image']), (1.0, 1.0), 'gray', None),
+              ('z, background from the image alone', plain.z, plain.scale_xy, 'RdBu_r', 10),
+              ("z against the part's registered model", referenced.z, (sx, sy), 'RdBu_r', 10)]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.4))
+    for ax, (title, image, (fx, fy), cmap, limit) in zip(axes, panels):
+        kwargs = {'vmin': -limit, 'vmax': limit} if limit else {}
+        ax.imshow(image, cmap=cmap, interpolation='nearest', **kwargs)
+        for x0, y0, x1, y1 in item['gt_boxes']:
+            ax.add_patch(Rectangle((x0 / fx - 3, y0 / fy - 3), (x1 - x0) / fx + 6,
+                                   (y1 - y0) / fy + 6, fill=False, edgecolor='#00c000'))
+        ax.set_title(title, fontsize=10)
+        ax.axis('off')
+    fig.suptitle(f'{item["name"]}: residual in noise units (colour range +-10)', fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def write_html(out_dir: Path, results: list, title: str) -> Path:
     """report.html with the headline figures and the crops."""
     parts = [f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}'
@@ -391,6 +427,14 @@ def write_html(out_dir: Path, results: list, title: str) -> Path:
                      f'<td>{r["latency_s"]["median"]:.3f}</td></tr>')
     parts.append('</table>')
     for r in results:
+        if r.get('residual_figure'):
+            p = r['pose_estimate']
+            parts.append(f'<h2>{r["detector"]}: the part\'s structure against its model</h2>'
+                         f'<p>Pose found by registration on {p["n"]} radiographs: error '
+                         f'median {p["median_error_mm"]:.4f} mm / {p["median_error_deg"]:.4f} '
+                         f'deg, max {p["max_error_mm"]:.4f} mm / {p["max_error_deg"]:.4f} deg, '
+                         f'median {p["median_seconds"]:.2f} s.</p>'
+                         f'<img src="{r["residual_figure"]}">')
         if r.get('pod_figure'):
             parts.append(f'<h2>{r["detector"]}: probability of detection</h2>')
             d = r.get('detectability_ge_1mm')
