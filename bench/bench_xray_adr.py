@@ -7,7 +7,8 @@ COCO's area-range ignore rule), recall (all, >= 1 mm), false alarms per image
 and part-level escape / false-reject rates on the synthetic held-out set (part seeds from
 100000, never used for training). Every detector named runs in the same process (the
 classical one is the baseline, 'cnn', 'seg' and 'ensemble' the learned ones, 'cnn+reference'
-cnn against each part's registered model (xray/reference.py); the old 'unet' on request); the load average of the shared machine is recorded next to the timings. The
+cnn against each part's registered model (xray/reference.py); the old 'unet' on request);
+the load average of the shared machine is recorded next to the timings. The
 recall of defects >= 1 mm is also given by the ideal observer's d' of each defect, with the
 share below the Rose criterion (d' < 5), which no detector can be expected to find.
 Targets (issue 3) for the default detector: median <= 0.1 s at 2048x2048, AP50 >= 0.90,
