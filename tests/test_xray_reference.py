@@ -12,7 +12,7 @@ from humanoid_inspection.xray.candidates import compute_front_end
 from humanoid_inspection.xray.detector import make_detector
 from humanoid_inspection.xray.detector_reference import ReferenceDetector
 from humanoid_inspection.xray.metrics import iou_matrix
-from humanoid_inspection.xray.phantoms import generate_part
+from humanoid_inspection.xray.phantoms import generate_part, scaled_part
 from humanoid_inspection.xray.reference import (
     PartReference, ReferenceParams, estimate_pose, front_end_with_reference,
     level_correction, pose_from_motion)
@@ -42,16 +42,35 @@ def test_noise_free_radiograph_is_the_mean_of_the_noisy_ones():
     assert abs(difference.mean()) < 0.05 * difference.std()
 
 
-def test_pose_from_motion_inverts_the_projection_of_a_fixture_offset():
+@pytest.mark.parametrize('reference_scale, true_scale', [(1.0, 1.0), (1.001, 0.997)])
+def test_pose_from_motion_inverts_the_projection_of_a_fixture_offset(reference_scale,
+                                                                     true_scale):
     reference_pose, true_pose = fixture_pose(0.3, -0.2, 0.4), fixture_pose(-1.1, 0.7, -1.3)
-    centre, mm_per_px = np.array([255.5, 255.5]), 0.154
-    # reference pixel v of the part point seen at acquired pixel u:
-    # v = c + Rw (u - c) + (t0 - Rw t) / s, Rw = R0 R^T
-    rw = reference_pose[:2, :2] @ true_pose[:2, :2].T
-    tw = centre + (reference_pose[:2, 3] - rw @ true_pose[:2, 3]) / mm_per_px - rw @ centre
-    warp = np.hstack([rw, tw[:, None]])
-    found = pose_from_motion(reference_pose, warp, centre, mm_per_px)
+    centre, m = np.array([255.5, 255.5]), 0.154
+    # reference pixel v of the model point seen at acquired pixel u:
+    # v = c + k Rw (u - c) + (t0 - k Rw t) / m, Rw = R0 R^T, k = s0 / s
+    k = reference_scale / true_scale
+    a = k * reference_pose[:2, :2] @ true_pose[:2, :2].T
+    b = centre + (reference_pose[:2, 3] - a @ true_pose[:2, 3]) / m - a @ centre
+    found, scale = pose_from_motion(reference_pose, np.hstack([a, b[:, None]]), centre, m,
+                                    reference_scale)
     np.testing.assert_allclose(found, true_pose, atol=1e-9)
+    assert scale == pytest.approx(true_scale, abs=1e-12)
+
+
+def test_scaled_part_scales_the_geometry_and_carries_the_defects_along():
+    part = generate_part('hub', 4, defect_probability=1.0)
+    bigger = scaled_part(part, 1.01)
+    assert bigger.height_mm == pytest.approx(1.01 * part.height_mm)
+    assert bigger.radius_xy == pytest.approx(1.01 * part.radius_xy)
+    for before, after in zip(part.defects, bigger.defects):
+        np.testing.assert_allclose(after.center_mm, 1.01 * before.center_mm)
+        assert after.size_mm == before.size_mm
+        assert bigger.contains(after.center_mm[None])[0] == part.contains(
+            before.center_mm[None])[0]
+    assert part.height_mm != bigger.height_mm             # the original is left as it was
+    with pytest.raises(ValueError, match='scale must lie in 0.9..1.1'):
+        scaled_part(part, 1.5)
 
 
 @pytest.mark.parametrize('family', ['housing', 'bracket', 'hub'])
@@ -65,8 +84,28 @@ def test_registration_finds_the_pose_of_a_part_offset_in_the_fixture(family):
     # from the fixture's origin to within 10 um and 0.05 deg (the working pixel is 154 um)
     assert np.max(np.abs(estimate.pose[:2, 3] - true_pose[:2, 3])) < 0.01
     assert abs(angle_deg(estimate.pose) - 0.7) < 0.05
-    assert estimate.correlation > 0.99 and estimate.renders == 3
+    assert estimate.correlation > 0.99 and estimate.renders == 4
+    assert estimate.scale == pytest.approx(1.0, abs=2e-4)
     assert estimate.log_reference.shape == fe.S.shape
+
+
+@pytest.mark.parametrize('family, scale', [('housing', 1.0025), ('hub', 0.9975)])
+def test_registration_finds_how_much_the_casting_shrank(family, scale):
+    config = XraySimConfig.for_size(512)
+    model = generate_part(family, 3, defect_probability=0.0)
+    true_pose = fixture_pose(0.5, 0.4, -0.6)
+    rad = simulate_radiograph(scaled_part(model, scale), config, pose=true_pose, seed=2)
+    fe = compute_front_end(rad.image, rad.pixel_pitch_mm / rad.magnification)
+    estimate = estimate_pose(fe, PartReference(model, config))
+    assert estimate.scale == pytest.approx(scale, abs=2e-4)
+    assert np.max(np.abs(estimate.pose[:2, 3] - true_pose[:2, 3])) < 0.02
+    # taken at the model's size, the part's edges stay in the residual
+    params = ReferenceParams(estimate_scale=False)
+    fixed = estimate_pose(fe, PartReference(model, config), params=params)
+    assert fixed.scale == 1.0
+    edges_left = [np.percentile(np.abs(front_end_with_reference(fe, e.log_reference).z), 99.9)
+                  for e in (estimate, fixed)]
+    assert edges_left[0] < 3.0 and edges_left[1] > 2.0 * edges_left[0]
 
 
 @pytest.mark.parametrize('family', ['housing', 'bracket'])
@@ -113,6 +152,7 @@ def test_reference_detector_finds_a_defect_and_reports_the_pose():
         iou = iou_matrix(boxes, np.array([truth[0].box_xyxy]))
         assert iou.size and iou.max() >= 0.5, (seed, boxes, truth[0].box_xyxy)
         assert abs(angle_deg(detector.last_estimate.pose) + 0.5) < 0.05
+        assert detector.last_fallback is None
         found_any = True
         break
     assert found_any
@@ -126,10 +166,18 @@ def test_reference_detector_refuses_what_it_cannot_compare():
     other = simulate_radiograph(part, XraySimConfig.for_size(192), seed=1)
     with pytest.raises(ValueError, match='the radiograph is 192x192 px, the reference 256x256'):
         detector.detect(other.image, other.pixel_pitch_mm, other.magnification)
-    # a radiograph of another part: the registration refuses it
+    # a radiograph of another part: the registration refuses it; the detector falls back to
+    # the image-only front end and says why, or (fallback=False) raises
     hub = simulate_radiograph(generate_part('hub', 9, defect_probability=0.0), config, seed=1)
-    with pytest.raises(ValueError, match='reference'):
-        detector.detect(hub.image, hub.pixel_pitch_mm, hub.magnification)
+    plain = cnn.detect(hub.image, hub.pixel_pitch_mm, hub.magnification)
+    found = detector.detect(hub.image, hub.pixel_pitch_mm, hub.magnification)
+    assert 'wrong part' in detector.last_fallback and detector.last_front_end is None
+    assert [d.box_xyxy for d in found] == [d.box_xyxy for d in plain]
+    strict = ReferenceDetector(cnn, PartReference(part, config), fallback=False)
+    with pytest.raises(ValueError, match='wrong part'):
+        strict.detect(hub.image, hub.pixel_pitch_mm, hub.magnification)
+    with pytest.raises(ValueError, match='trust_correlation must lie in'):
+        ReferenceDetector(cnn, PartReference(part, config), trust_correlation=0.5)
     with pytest.raises(ValueError, match="cannot run on a reference: it has no front end"):
         ReferenceDetector(make_detector('classical'), PartReference(part, config))
     with pytest.raises(ValueError, match='CastingPart'):
@@ -144,22 +192,26 @@ def test_eval_with_acquisition_errors_and_the_reference_detector(tmp_path, capsy
     out = tmp_path / 'eval'
     assert cli.main(['xray-eval', '--images', '2', '--size', '512', '--detectors',
                      'cnn,cnn+reference', '--pose-error-mm', '1', '--pose-error-deg', '1',
-                     '--kv-error', '0.02', '--out', str(out), '--quiet']) == 0
+                     '--kv-error', '0.02', '--scale-error', '0.003', '--out', str(out),
+                     '--quiet']) == 0
     plain, referenced = json.loads((out / 'metrics.json').read_text())['results']
     assert plain['detector'] == 'cnn' and 'pose_estimate' not in plain
     pose = referenced['pose_estimate']
     assert referenced['detector'] == 'cnn+reference' and pose['n'] == 2
     assert pose['max_error_mm'] < 0.02 and pose['max_error_deg'] < 0.05
+    assert pose['max_scale_error'] < 3e-4 and referenced['reference_fallbacks'] == []
     assert 'pose found by registration' in capsys.readouterr().out
     # the second part has defects: its residuals with and without the model, as a picture
     assert (out / referenced['residual_figure']).stat().st_size > 10000
     assert referenced['residual_figure'] in (out / 'report.html').read_text()
     # the parts really were moved: the same seeds at the fixture's origin give other boxes
     from humanoid_inspection.xray.evaluate_cli import AcquisitionErrors, synthetic_items
-    moved = list(synthetic_items(2, 100000, 256, errors=AcquisitionErrors(1.0, 1.0, 0.02)))
+    moved = list(synthetic_items(2, 100000, 256,
+                                 errors=AcquisitionErrors(1.0, 1.0, 0.02, 0.003)))
     still = list(synthetic_items(2, 100000, 256))
-    assert any(not np.array_equal(a['pose'], b['pose']) for a, b in zip(moved, still))
-    assert all(np.array_equal(b['pose'], np.eye(4)) for b in still)
+    assert all(not np.array_equal(a['pose'], b['pose']) for a, b in zip(moved, still))
+    assert all(0.997 <= a['scale'] <= 1.003 and a['scale'] != 1.0 for a in moved)
+    assert all(np.array_equal(b['pose'], np.eye(4)) and b['scale'] == 1.0 for b in still)
 
 
 def test_eval_refuses_bad_acquisition_errors_and_reference_on_real_images(tmp_path, capsys):

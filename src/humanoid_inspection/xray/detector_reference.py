@@ -6,6 +6,11 @@ registering its sound model, and the base detector then runs on the front end wh
 background is that reference (reference.front_end_with_reference). The base detector must
 work on a front end (`params`, `detect_on_front_end`): 'cnn' does.
 
+A reference that does not fit is worse than none: where the registration fails or its ECC
+correlation stays below `trust_correlation` (a part that is not what its model says, or
+that the 2-D registration cannot follow), the base detector runs on the image-only front end
+instead, and `last_fallback` says why (None when the reference was used).
+
 No ROS imports.
 """
 
@@ -19,6 +24,9 @@ from humanoid_inspection.xray.reference import (
     PartReference, PoseEstimate, ReferenceParams, estimate_pose, front_end_with_reference)
 
 
+TRUST_CORRELATION = 0.99
+
+
 class ReferenceDetector:
     """Detections of `base` on the residual against the part's rendered reference.
 
@@ -27,18 +35,31 @@ class ReferenceDetector:
         reference: the PartReference of the inspected part.
         initial_pose: 4x4 pose the part is expected at (None: the fixture's origin).
         params: ReferenceParams.
+        trust_correlation: the lowest ECC correlation of the last registration at which the
+            reference is used.
+        fallback: run the base detector on the image-only front end where the reference is
+            not used (True), or raise ValueError (False).
 
     Attributes:
-        last_estimate: the PoseEstimate of the latest radiograph (None before the first).
+        last_estimate: the PoseEstimate of the latest radiograph (None before the first or
+            when the registration failed).
         last_front_end: the front end it ran on (background = the reference), for pictures.
+        last_fallback: why the latest radiograph was inspected without the reference, or None.
     """
 
     def __init__(self, base, reference: PartReference, initial_pose: Optional[np.ndarray]
-                 = None, params: ReferenceParams = ReferenceParams()):
+                 = None, params: ReferenceParams = ReferenceParams(),
+                 trust_correlation: float = TRUST_CORRELATION, fallback: bool = True):
         if not hasattr(base, 'detect_on_front_end') or not hasattr(base, 'params'):
             raise ValueError(f"detector '{getattr(base, 'name', base)}' cannot run on a "
                              "reference: it has no front end ('cnn' has)")
         params.validate()
+        if not params.min_correlation <= trust_correlation < 1.0:
+            raise ValueError(f'trust_correlation must lie in [{params.min_correlation}, 1), '
+                             f'got {trust_correlation}')
+        self.trust_correlation = float(trust_correlation)
+        self.fallback = bool(fallback)
+        self.last_fallback: Optional[str] = None
         self.base = base
         self.reference = reference
         self.initial_pose = initial_pose
@@ -53,14 +74,30 @@ class ReferenceDetector:
 
         Raises:
             ValueError: bad image or geometry, a radiograph whose size is not the
-                reference's, or a failed registration. InspectionCancelled: cancelled.
+                reference's; without fallback also a failed or untrusted registration.
+            InspectionCancelled: cancelled.
         """
+        self.last_estimate = self.last_front_end = self.last_fallback = None
         with cv_threads():
             fe, mmpp = radiograph_front_end(image, pixel_pitch_mm, magnification,
                                             self.base.params, should_cancel)
-            estimate = estimate_pose(fe, self.reference, self.initial_pose, self.params,
-                                     should_cancel)
-            self.last_estimate = estimate
+            if tuple(fe.full_shape) != tuple(self.reference.shape):
+                raise ValueError(f'the radiograph is {fe.full_shape[0]}x{fe.full_shape[1]} px,'
+                                 f' the reference {self.reference.shape[0]}x'
+                                 f'{self.reference.shape[1]}')
+            try:
+                estimate = estimate_pose(fe, self.reference, self.initial_pose, self.params,
+                                         should_cancel)
+                self.last_estimate = estimate
+                if not estimate.correlation >= self.trust_correlation:
+                    raise ValueError(f'the registered reference matches with ECC correlation '
+                                     f'{estimate.correlation:.4f} only (trusted from '
+                                     f'{self.trust_correlation})')
+            except ValueError as exc:
+                if not self.fallback:
+                    raise
+                self.last_fallback = str(exc)
+                return self.base.detect_on_front_end(fe, mmpp, should_cancel)
             fe = front_end_with_reference(fe, estimate.log_reference, self.params)
             self.last_front_end = fe
             return self.base.detect_on_front_end(fe, mmpp, should_cancel)

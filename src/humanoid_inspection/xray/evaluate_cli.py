@@ -13,9 +13,10 @@ Two kinds of data:
   series, never by image).
 
 Synthetic acquisitions can stray from the nominal one (--pose-error-mm, --pose-error-deg,
---kv-error: the part's offset in the fixture and the tube voltage), and 'cnn+reference'
-inspects each radiograph against its part's model, registered to it (simulation-aided ADR,
-xray/reference.py): it reports how well the registration found the pose.
+--kv-error, --scale-error: the part's offset in the fixture, the tube voltage, the casting's
+size against its model), and 'cnn+reference' inspects each radiograph against its part's
+model, registered to it (simulation-aided ADR, xray/reference.py): it reports how well the
+registration found the pose and scale.
 
 Writes <out>/metrics.json and <out>/report.html with crops of the worst misses and false
 alarms under <out>/crops/ (keep --out outside the repository for licensed real images).
@@ -53,30 +54,36 @@ def graded_truth_verdict(rad, family: str) -> str:
 class AcquisitionErrors:
     """How far each synthetic acquisition strays from the nominal one (uniform draws, seeded
     by the part seed): the part's offset in the fixture (x and y within +-mm, rotation about
-    the beam axis within +-deg) and the tube voltage (within +- the fraction kv). All zero:
-    every part at the fixture's origin at the nominal kV (the held-out set of the figures)."""
+    the beam axis within +-deg), the tube voltage (within +- the fraction kv) and the
+    casting's size relative to its model (within +- the fraction scale). All zero: every
+    part as modelled, at the fixture's origin, at the nominal kV (the held-out set of the
+    figures)."""
 
     mm: float = 0.0
     deg: float = 0.0
     kv: float = 0.0
+    scale: float = 0.0
 
     def validate(self) -> None:
         """Raises ValueError for negative or absurd ranges."""
-        if not (0.0 <= self.mm <= 20.0 and 0.0 <= self.deg <= 45.0 and 0.0 <= self.kv <= 0.2):
-            raise ValueError('acquisition errors must lie in 0..20 mm, 0..45 deg and 0..0.2 '
-                             f'of the kV, got {self.mm} mm, {self.deg} deg, {self.kv}')
+        if not (0.0 <= self.mm <= 20.0 and 0.0 <= self.deg <= 45.0 and 0.0 <= self.kv <= 0.2
+                and 0.0 <= self.scale <= 0.05):
+            raise ValueError('acquisition errors must lie in 0..20 mm, 0..45 deg, 0..0.2 of '
+                             f'the kV and 0..0.05 of the size, got {self.mm} mm, {self.deg} '
+                             f'deg, {self.kv}, {self.scale}')
 
     def draw(self, seed: int, config):
-        """(pose 4x4, acquisition config) of the part with this seed."""
+        """(pose 4x4, acquisition config, part scale) of the part with this seed."""
         from dataclasses import replace
         rng = np.random.default_rng([int(seed), 11])
         dx, dy = rng.uniform(-self.mm, self.mm, 2)
         angle = np.radians(rng.uniform(-self.deg, self.deg))
         kv_scale = 1.0 + rng.uniform(-self.kv, self.kv)
+        part_scale = 1.0 + rng.uniform(-self.scale, self.scale)
         pose = np.eye(4)
         pose[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
         pose[:2, 3] = dx, dy
-        return pose, replace(config, kv=config.kv * kv_scale)
+        return pose, replace(config, kv=config.kv * kv_scale), part_scale
 
 
 def synthetic_items(n: int, seed_base: int, size_px: int, mas: float = None,
@@ -86,12 +93,13 @@ def synthetic_items(n: int, seed_base: int, size_px: int, mas: float = None,
     `mas`: the exposure (mA s per radiograph) instead of the simulator's default; the parts,
     their defects and the noise seeds stay the same, so the set differs only in its dose.
     `errors`: acquisitions at a random offset in the fixture and kV (AcquisitionErrors).
-    Each item also carries the part's model ('part_model'), the nominal settings ('config')
-    and the true pose ('pose'): what a '+reference' detector is given, and checked against.
+    Each item also carries the part's model ('part_model'), the nominal settings ('config'),
+    the true pose ('pose') and scale ('scale'): what a '+reference' detector is given, and
+    checked against.
     """
     from dataclasses import replace
 
-    from humanoid_inspection.xray.phantoms import PART_FAMILIES, generate_part
+    from humanoid_inspection.xray.phantoms import PART_FAMILIES, generate_part, scaled_part
     from humanoid_inspection.xray.simulator import XraySimConfig, simulate_radiograph
     errors.validate()
     config = XraySimConfig.for_size(size_px)
@@ -101,10 +109,11 @@ def synthetic_items(n: int, seed_base: int, size_px: int, mas: float = None,
         seed = seed_base + i
         family = PART_FAMILIES[i % len(PART_FAMILIES)]
         part = generate_part(family, seed)
-        pose, acquisition = errors.draw(seed, config)
-        rad = simulate_radiograph(part, acquisition, pose=pose, seed=seed)
+        pose, acquisition, part_scale = errors.draw(seed, config)
+        cast = part if part_scale == 1.0 else scaled_part(part, part_scale)
+        rad = simulate_radiograph(cast, acquisition, pose=pose, seed=seed)
         yield {'name': f'{family}_{seed}', 'image': rad.image, 'pitch': rad.pixel_pitch_mm,
-               'part_model': part, 'config': config, 'pose': pose,
+               'part_model': part, 'config': config, 'pose': pose, 'scale': part_scale,
                'mag': rad.magnification, 'family': family,
                'gt_boxes': [t.box_xyxy for t in rad.truth],
                'gt_kinds': [t.kind for t in rad.truth],
@@ -241,15 +250,18 @@ def item_detector(detector_name: str, item: dict):
 
 def pose_error_summary(estimates) -> dict:
     """Registration figures of a '+reference' detector: per item (estimated pose, true pose,
-    ECC correlation, seconds) -> medians and maxima of the position and angle errors."""
-    position = [float(np.max(np.abs(e[:2, 3] - t[:2, 3]))) for e, t, _, _ in estimates]
-    angle = [abs(float(np.degrees(np.arctan2(e[1, 0], e[0, 0]) - np.arctan2(t[1, 0], t[0, 0]))))
-             for e, t, _, _ in estimates]
+    ECC correlation, seconds, estimated scale, true scale) -> medians and maxima of the
+    position, angle and scale errors."""
+    position = [float(np.max(np.abs(e[0][:2, 3] - e[1][:2, 3]))) for e in estimates]
+    angle = [abs(float(np.degrees(np.arctan2(e[0][1, 0], e[0][0, 0]) -
+                                  np.arctan2(e[1][1, 0], e[1][0, 0])))) for e in estimates]
+    scale = [abs(e[4] - e[5]) for e in estimates]
     return {'n': len(estimates),
             'median_error_mm': float(np.median(position)), 'max_error_mm': float(np.max(position)),
             'median_error_deg': float(np.median(angle)), 'max_error_deg': float(np.max(angle)),
-            'min_correlation': float(np.min([c for _, _, c, _ in estimates])),
-            'median_seconds': float(np.median([s for _, _, _, s in estimates]))}
+            'median_scale_error': float(np.median(scale)), 'max_scale_error': float(np.max(scale)),
+            'min_correlation': float(np.min([e[2] for e in estimates])),
+            'median_seconds': float(np.median([e[3] for e in estimates]))}
 
 
 def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_parts: bool,
@@ -261,7 +273,7 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
     from humanoid_inspection.xray.pipeline import inspect_radiograph
 
     records, visible_records, times, truth_def, verdicts = [], [], [], [], []
-    truth_reject, estimates, extra = [], [], {}
+    truth_reject, estimates, extra, fallbacks = [], [], {}, []
     misses, false_alarms, images = [], [], {}
     for item in tqdm(items, desc=detector_name, disable=not progress, file=sys.stdout):
         detector = item_detector(detector_name, item)
@@ -269,10 +281,12 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
         outcome = inspect_radiograph(item['image'], item['pitch'], item['mag'], item['family'],
                                      detector=detector)
         times.append(time.perf_counter() - t)
+        if getattr(detector, 'last_fallback', None):
+            fallbacks.append({'image': item['name'], 'reason': detector.last_fallback})
         estimate = getattr(detector, 'last_estimate', None)
-        if estimate is not None:
+        if estimate is not None and not getattr(detector, 'last_fallback', None):
             estimates.append((estimate.pose, item['pose'], estimate.correlation,
-                              estimate.seconds))
+                              estimate.seconds, estimate.scale, item['scale']))
             if n_crops and 'residual_figure' not in extra and len(item['gt_boxes']):
                 extra['residual_figure'] = f'crops/{detector_name}_residuals.png'
                 (out_dir / 'crops').mkdir(parents=True, exist_ok=True)
@@ -332,6 +346,9 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
     }
     if estimates:
         result['pose_estimate'] = pose_error_summary(estimates)
+    if fallbacks or estimates:
+        # radiographs a '+reference' detector inspected without the reference (why)
+        result['reference_fallbacks'] = fallbacks
     result.update(extra)
     per_class = [v for v in result['ap50_per_class'].values() if np.isfinite(v)]
     result['map50_per_class'] = float(np.mean(per_class)) if per_class else float('nan')
@@ -432,8 +449,9 @@ def write_html(out_dir: Path, results: list, title: str) -> Path:
             parts.append(f'<h2>{r["detector"]}: the part\'s structure against its model</h2>'
                          f'<p>Pose found by registration on {p["n"]} radiographs: error '
                          f'median {p["median_error_mm"]:.4f} mm / {p["median_error_deg"]:.4f} '
-                         f'deg, max {p["max_error_mm"]:.4f} mm / {p["max_error_deg"]:.4f} deg, '
-                         f'median {p["median_seconds"]:.2f} s.</p>'
+                         f'deg, max {p["max_error_mm"]:.4f} mm / {p["max_error_deg"]:.4f} deg; '
+                         f'scale error median {p["median_scale_error"]:.5f}, max '
+                         f'{p["max_scale_error"]:.5f}; median {p["median_seconds"]:.2f} s.</p>'
                          f'<img src="{r["residual_figure"]}">')
         if r.get('pod_figure'):
             parts.append(f'<h2>{r["detector"]}: probability of detection</h2>')
@@ -482,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--kv-error', type=float, default=0.0,
                     help='synthetic: the tube voltage strays up to this fraction from the '
                     'nominal one (0.02: +-2 %%)')
+    ap.add_argument('--scale-error', type=float, default=0.0,
+                    help="synthetic: each casting's size strays up to this fraction from "
+                    "its model's (0.003: +-0.3 %%, die-casting shrinkage)")
     ap.add_argument('--root', default=None, help='gdxray: folder holding Castings/')
     ap.add_argument('--annotations', default=None,
                     help='gdxray: CSV series,image,x1,y1,x2,y2 '
@@ -504,7 +525,7 @@ def main(argv=None) -> int:
         if args.dataset == 'synthetic':
             try:
                 errors = AcquisitionErrors(args.pose_error_mm, args.pose_error_deg,
-                                           args.kv_error)
+                                           args.kv_error, args.scale_error)
                 items = list(synthetic_items(args.images, args.seed_base, args.size,
                                              args.mas, errors)) if not results else items
             except ValueError as exc:
@@ -539,11 +560,16 @@ def main(argv=None) -> int:
               f'  AP(centre) {r["ap_centre"]:.3f}  recall {op["recall"]:.3f}'
               f'  recall>=1mm {op["recall_ge_1mm"]:.3f}  FA/img '
               f'{op["false_alarms_per_image"]:.2f}  median {r["latency_s"]["median"]:.3f} s')
+        if r.get('reference_fallbacks'):
+            print(f'  inspected without the reference (registration failed or untrusted): '
+                  f'{len(r["reference_fallbacks"])} radiographs, ' + ', '.join(
+                      f['image'] for f in r['reference_fallbacks']))
         p = r.get('pose_estimate')
         if p:
             print(f'  pose found by registration: error median {p["median_error_mm"]:.4f} '
-                  f'mm / {p["median_error_deg"]:.4f} deg, max {p["max_error_mm"]:.4f} mm / '
-                  f'{p["max_error_deg"]:.4f} deg, lowest ECC correlation '
+                  f'mm / {p["median_error_deg"]:.4f} deg / scale {p["median_scale_error"]:.5f},'
+                  f' max {p["max_error_mm"]:.4f} mm / {p["max_error_deg"]:.4f} deg / scale '
+                  f'{p["max_scale_error"]:.5f}, lowest ECC correlation '
                   f'{p["min_correlation"]:.4f}, median {p["median_seconds"]:.2f} s')
         d = r.get('detectability_ge_1mm')
         if d:

@@ -17,7 +17,7 @@ Families (all in the die-casting alloy, walls ~2-12 mm, sections up to ~60 mm al
   holes.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -435,3 +435,27 @@ def generate_part(family: str, seed: int, defect_probability: float =
             placer.place(kind, cluster_id=event)
         part.defects = list(placer.placed)
     return part
+
+
+def scaled_part(part: CastingPart, scale: float) -> CastingPart:
+    """The same part with every dimension of its geometry times `scale`, about the part's
+    origin: a casting that shrank more or less than its model (die-casting's linear
+    shrinkage is known to a few tenths of a percent). Defects move with the material around
+    them and keep their own size and shape.
+
+    Raises:
+        ValueError: scale not within 0.9..1.1.
+    """
+    if not 0.9 <= float(scale) <= 1.1:
+        raise ValueError(f'scale must lie in 0.9..1.1, got {scale}')
+    k = float(scale)
+    features = [replace(f, bottom=[c * k for c in f.bottom], z0=f.z0 * k, z1=f.z1 * k,
+                        top=None if f.top is None else [c * k for c in f.top])
+                for f in part.features]
+    defects = []
+    for d in part.defects:
+        shift = np.asarray(d.center_mm, float) * (k - 1.0)
+        defects.append(replace(d, center_mm=d.center_mm + shift,
+                               shapes=[replace(shape, center=shape.center + shift)
+                                       for shape in d.shapes]))
+    return replace(part, features=features, defects=defects)

@@ -9,14 +9,17 @@ structure, and defects wider than the front end's background square, stay in the
 
 All of it works at the front end's working resolution, on S (log-intensity, smoothed):
 
-1. pose: the part lies in the fixture at an unknown offset (x, y, rotation about the beam
-   axis) from the pose it is expected at. The reference is rendered at the current estimate,
-   ECC (cv2.findTransformECC, Euclidean motion) registers it to S, and the image motion is
-   turned back into a fixture pose: a shift of the part by d mm moves its image by
+1. pose and scale: the part lies in the fixture at an unknown offset (x, y, rotation about
+   the beam axis) from the pose it is expected at, and the casting shrank a few tenths of a
+   percent more or less than its model. The reference is rendered at the current estimate,
+   ECC (cv2.findTransformECC) registers it to S (Euclidean motion on the coarse levels, then
+   affine, whose similarity part gives the scale), and the image motion is turned back into
+   a fixture pose and a part scale: a shift of the part by d mm moves its image by
    d M / pitch pixels (M: magnification at the part's mid-height), a rotation about the beam
-   axis rotates the image about the principal point. The cone beam magnifies the part's top
-   more than its base, so a 2-D motion is not exact; rendering again at the new estimate and
-   registering again removes what is left (`rounds` renders in all).
+   axis rotates the image about the principal point, a larger part gives a larger image. The
+   cone beam magnifies the part's top more than its base, so a 2-D motion is not exact;
+   rendering again at the new estimate and registering again removes what is left (`rounds`
+   renders in all).
 2. level: acquired and reference log-intensities differ by a smooth function of the
    attenuation when the spectrum or gain drifted (kV, filtration): the median residual in
    quantile bins of the reference level is interpolated and removed.
@@ -56,17 +59,23 @@ class ReferenceParams:
         ecc_iterations, ecc_epsilon: ECC stopping rule of each level.
         min_correlation: a registration whose ECC correlation is lower is refused (wrong
             part, part missing, a radiograph of something else).
+        estimate_scale: find the casting's scale relative to its model (a similarity fit
+            after the ECC from the second registration on); False: the part is taken at its
+            model's size.
+        max_scale_error: a scale further from 1 than this is refused (wrong part).
         registration_sigma_px: pose and shape error, in working pixels, that the residual
             tolerates at the part's edges (the gradient term of sigma).
         level_bins: quantile bins of the level correction.
     """
 
-    rounds: int = 3
+    rounds: int = 4
     pyramid: Tuple[int, ...] = (8, 2, 1)
     refine_reduction: int = 2
     ecc_iterations: int = 60
     ecc_epsilon: float = 1e-6
     min_correlation: float = 0.9
+    estimate_scale: bool = True
+    max_scale_error: float = 0.03
     registration_sigma_px: float = 0.05
     level_bins: int = 32
 
@@ -79,6 +88,8 @@ class ReferenceParams:
             raise ValueError('pyramid and refine_reduction need reduction factors >= 1')
         if not 0.0 < self.min_correlation < 1.0:
             raise ValueError('min_correlation must lie in (0, 1)')
+        if not 0.0 < self.max_scale_error < 0.1:
+            raise ValueError('max_scale_error must lie in (0, 0.1)')
         if not self.registration_sigma_px >= 0.0:
             raise ValueError('registration_sigma_px must be >= 0')
         if int(self.level_bins) < 2:
@@ -91,6 +102,7 @@ class PoseEstimate:
 
     Attributes:
         pose: 4x4 part-to-fixture transform (the simulator's pose convention).
+        scale: the casting's size relative to its model (1: as modelled).
         correlation: ECC correlation of the last registration (1 = identical images);
             NaN when rounds = 1 (no registration).
         renders: how many references were rendered.
@@ -99,6 +111,7 @@ class PoseEstimate:
     """
 
     pose: np.ndarray
+    scale: float
     correlation: float
     renders: int
     log_reference: np.ndarray
@@ -132,15 +145,19 @@ class PartReference:
         """(rows, cols) of the radiographs it can be compared with."""
         return self.config.shape
 
-    def render(self, pose: np.ndarray, factor: int) -> np.ndarray:
-        """S of the sound part's expected radiograph at `pose`, reduced by `factor`."""
+    def render(self, pose: np.ndarray, factor: int, scale: float = 1.0) -> np.ndarray:
+        """S of the sound part's expected radiograph at `pose`, the part `scale` times its
+        model's size, reduced by `factor`."""
+        from humanoid_inspection.xray.phantoms import scaled_part
         from humanoid_inspection.xray.simulator import simulate_radiograph
-        image = simulate_radiograph(self.model, self.config, pose=pose, noise=False).image
+        model = self.model if scale == 1.0 else scaled_part(self.model, scale)
+        image = simulate_radiograph(model, self.config, pose=pose, noise=False).image
         return log_and_smoothed(to_working(image, factor), self.front_end.smooth_sigma_px)[1]
 
-    def mid_height_magnification(self, pose: np.ndarray) -> float:
+    def mid_height_magnification(self, pose: np.ndarray, scale: float = 1.0) -> float:
         """Magnification at the part's mid-height in the fixture."""
-        return self.config.magnification(float(pose[2, 3]) + self.model.height_mm / 2.0)
+        return self.config.magnification(float(pose[2, 3]) +
+                                          scale * self.model.height_mm / 2.0)
 
 
 def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
@@ -151,14 +168,59 @@ def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
                       interpolation=cv2.INTER_AREA)
 
 
-def register(acquired: np.ndarray, reference: np.ndarray, levels, params: ReferenceParams):
-    """The Euclidean image motion W (2x3) with reference(W [x, y, 1]) ~ acquired(x, y).
+def refine_similarity(acquired: np.ndarray, reference: np.ndarray, warp: np.ndarray,
+                      iterations: int = 6, stride: int = 2) -> np.ndarray:
+    """Gauss-Newton steps from `warp` (2x3) to the similarity motion (shift, rotation and
+    scale about the image centre) that best maps `reference` onto `acquired`, with a linear
+    grey-level map (gain and offset: a spectrum or gain drift) fitted alongside. Four
+    geometric degrees of freedom, not the affine six: on a part with few straight edges
+    (a wheel) an affine fit slides into shear.
+
+    Returns:
+        The refined 2x3 motion (float64), reference(W [x, y, 1]) ~ acquired(x, y).
+    """
+    h, w = acquired.shape
+    ys, xs = np.mgrid[0:h:stride, 0:w:stride].astype(np.float32)
+    u, v = xs - (w - 1) / 2.0, ys - (h - 1) / 2.0
+    target = acquired[::stride, ::stride].ravel().astype(np.float64)
+    motion = np.vstack([np.asarray(warp, float), [0.0, 0.0, 1.0]])
+    for _ in range(int(iterations)):
+        moved = cv2.warpAffine(reference, motion[:2].astype(np.float32), (w, h),
+                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_REPLICATE)
+        gx = cv2.Sobel(moved, cv2.CV_32F, 1, 0, ksize=3)[::stride, ::stride] * 0.125
+        gy = cv2.Sobel(moved, cv2.CV_32F, 0, 1, ksize=3)[::stride, ::stride] * 0.125
+        sample = moved[::stride, ::stride]
+        # d moved / d(tx, ty, angle, log-scale) of u -> u + delta(u), and gain/offset
+        jacobian = np.stack([gx, gy, u * gy - v * gx, u * gx + v * gy, sample,
+                             np.ones_like(sample)], axis=-1).reshape(-1, 6).astype(np.float64)
+        step = np.linalg.lstsq(jacobian, target - sample.ravel(), rcond=None)[0]
+        tx, ty, angle, log_scale = step[:4]
+        k = np.exp(log_scale)
+        c, s_ = k * np.cos(angle), k * np.sin(angle)
+        centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+        rotation = np.array([[c, -s_], [s_, c]])
+        delta = np.eye(3)
+        delta[:2, :2] = rotation
+        delta[:2, 2] = centre + np.array([tx, ty]) - rotation @ centre
+        motion = motion @ delta
+        if abs(tx) + abs(ty) < 1e-4 and abs(angle) + abs(log_scale) < 1e-7:
+            break
+    return motion[:2]
+
+
+def register(acquired: np.ndarray, reference: np.ndarray, levels, params: ReferenceParams,
+             check_correlation: bool = True, similarity: bool = False):
+    """The image motion W (2x3) with reference(W [x, y, 1]) ~ acquired(x, y): Euclidean
+    (ECC), then (similarity) refined to a similarity at the finest level
+    (refine_similarity).
 
     Returns:
         (W as float64, ECC correlation of the finest level).
 
     Raises:
-        ValueError: ECC did not converge or the correlation is below params.min_correlation.
+        ValueError: ECC did not converge, or (check_correlation) the correlation is below
+            params.min_correlation.
     """
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, int(params.ecc_iterations),
                 float(params.ecc_epsilon))
@@ -174,41 +236,56 @@ def register(acquired: np.ndarray, reference: np.ndarray, levels, params: Refere
             correlation, scaled = cv2.findTransformECC(
                 _reduce(acquired, factor), _reduce(reference, factor), scaled,
                 cv2.MOTION_EUCLIDEAN, criteria, None, 1)
+            if similarity and factor == levels[-1]:
+                scaled = refine_similarity(_reduce(acquired, factor),
+                                           _reduce(reference, factor),
+                                           scaled).astype(np.float32)
         except cv2.error as exc:
             raise ValueError('the reference could not be registered to the radiograph (ECC '
                              f'did not converge at reduction {factor}): is it the same '
                              f'part? ({str(exc).strip().splitlines()[-1]})') from None
         warp = scaled.copy()
         warp[:, 2] *= factor
-    if not correlation >= params.min_correlation:
+    if check_correlation and not correlation >= params.min_correlation:
         raise ValueError(f'the reference matches the radiograph poorly (ECC correlation '
                          f'{correlation:.3f} < {params.min_correlation}): wrong part or a part '
                          'outside the field?')
     return warp.astype(np.float64), float(correlation)
 
 
-def pose_from_motion(pose: np.ndarray, warp: np.ndarray, centre_px, mm_per_px: float):
-    """The fixture pose whose image is the reference's (rendered at `pose`) moved by `warp`.
+def pose_from_motion(pose: np.ndarray, warp: np.ndarray, centre_px, mm_per_px: float,
+                     scale: float = 1.0):
+    """The fixture pose and part scale whose image is the reference's (rendered at `pose`
+    and `scale`) moved by `warp`.
 
-    With u an acquired pixel and v = W u the matching reference pixel, and
-    u - c = (R X + t) / mm_per_px for a part point X (c: principal point), the acquired pose
-    is R = Rw^T R0 and t = Rw^T (t0 - mm_per_px (Rw c + tw - c)).
+    With u an acquired pixel, v = A u + b the matching reference pixel, c the principal point
+    and u - c = (R s X + t) / mm_per_px for a model point X: A = k Rw with Rw = R0 R^T and
+    k = s0 / s, and t = Rw^T (t0 - mm_per_px (A c + b - c)) / k. A Euclidean warp has k = 1;
+    of an affine one the similarity part is kept (its shear is noise).
 
     Args:
         pose: 4x4 pose the reference was rendered at.
         warp: 2x3 motion from register().
         centre_px: (x, y) principal point in the registered images' pixels.
         mm_per_px: object-plane size of one of those pixels at the part's mid-height.
+        scale: the part scale the reference was rendered at.
+
+    Returns:
+        (4x4 pose, scale).
     """
-    rw, tw = warp[:, :2], warp[:, 2]
+    a, b = np.asarray(warp, float)[:, :2], np.asarray(warp, float)[:, 2]
     centre = np.asarray(centre_px, float)
+    # nearest similarity [[p, -q], [q, p]] to A: k = |(p, q)|, Rw = rotation by atan2(q, p)
+    p, q = 0.5 * (a[0, 0] + a[1, 1]), 0.5 * (a[1, 0] - a[0, 1])
+    k = float(np.hypot(p, q))
+    rw = np.array([[p, -q], [q, p]]) / k
     rotation = rw.T @ pose[:2, :2]
-    translation = rw.T @ (pose[:2, 3] - mm_per_px * (rw @ centre + tw - centre))
+    translation = rw.T @ (pose[:2, 3] - mm_per_px * (k * rw @ centre + b - centre)) / k
     angle = float(np.arctan2(rotation[1, 0], rotation[0, 0]))
     out = np.array(pose, float, copy=True)
     out[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
     out[:2, 3] = translation
-    return out
+    return out, float(scale) / k
 
 
 def estimate_pose(fe: FrontEnd, reference: PartReference, initial_pose: Optional[np.ndarray]
@@ -230,17 +307,28 @@ def estimate_pose(fe: FrontEnd, reference: PartReference, initial_pose: Optional
     rows, cols = reference.shape
     centre = (cols / (2.0 * sx) - 0.5, rows / (2.0 * sy) - 0.5)
     pitch_px = reference.config.pixel_pitch_mm * 0.5 * (sx + sy)
-    correlation = float('nan')
+    correlation, scale = float('nan'), 1.0
     for k in range(int(params.rounds)):
         check_cancel(should_cancel)
-        log_reference = reference.render(pose, fe.factor)
+        log_reference = reference.render(pose, fe.factor, scale)
         if k == params.rounds - 1:
             break
         levels = params.pyramid if k == 0 else (int(params.refine_reduction),)
-        warp, correlation = register(fe.S, log_reference, levels, params)
-        pose = pose_from_motion(pose, warp, centre,
-                                pitch_px / reference.mid_height_magnification(pose))
-    return PoseEstimate(pose, correlation, int(params.rounds), log_reference,
+        # the scale once the pose is near (the first round is Euclidean only); only the last
+        # registration, from a render near the pose, must match closely
+        warp, correlation = register(fe.S, log_reference, levels, params,
+                                     check_correlation=k == params.rounds - 2,
+                                     similarity=params.estimate_scale and k > 0)
+        pose, found_scale = pose_from_motion(
+            pose, warp, centre, pitch_px / reference.mid_height_magnification(pose, scale),
+            scale)
+        if params.estimate_scale and k > 0:    # a Euclidean motion leaves it where it was
+            scale = found_scale
+        if abs(scale - 1.0) > params.max_scale_error:
+            raise ValueError(f'the radiograph shows the part {scale:.4f} times its model\'s '
+                             f'size (at most 1 +- {params.max_scale_error} is taken): wrong '
+                             'part or wrong geometry?')
+    return PoseEstimate(pose, scale, correlation, int(params.rounds), log_reference,
                         time.perf_counter() - start)
 
 
