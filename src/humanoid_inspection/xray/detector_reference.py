@@ -21,7 +21,8 @@ import numpy as np
 from humanoid_inspection.xray.candidates import FrontEnd, cv_threads, radiograph_front_end
 from humanoid_inspection.xray.detector import CancelCheck, DetectedDefect
 from humanoid_inspection.xray.reference import (
-    PartReference, PoseEstimate, ReferenceParams, estimate_pose, front_end_with_reference)
+    PartReference, PoseEstimate, ReferenceParams, check_same_size, estimate_pose,
+    front_end_with_reference)
 
 
 TRUST_CORRELATION = 0.99
@@ -81,15 +82,14 @@ class ReferenceDetector:
         with cv_threads():
             fe, mmpp = radiograph_front_end(image, pixel_pitch_mm, magnification,
                                             self.base.params, should_cancel)
-            if tuple(fe.full_shape) != tuple(self.reference.shape):
-                raise ValueError(f'the radiograph is {fe.full_shape[0]}x{fe.full_shape[1]} px,'
-                                 f' the reference {self.reference.shape[0]}x'
-                                 f'{self.reference.shape[1]}')
+            check_same_size(fe, self.reference)       # an input error, never a fallback
             try:
                 estimate = estimate_pose(fe, self.reference, self.initial_pose, self.params,
                                          should_cancel)
                 self.last_estimate = estimate
-                if not estimate.correlation >= self.trust_correlation:
+                # rounds = 1: no registration, the pose given is trusted as it is
+                if self.params.rounds > 1 and not estimate.correlation >= \
+                        self.trust_correlation:
                     raise ValueError(f'the registered reference matches with ECC correlation '
                                      f'{estimate.correlation:.4f} only (trusted from '
                                      f'{self.trust_correlation})')

@@ -288,6 +288,13 @@ def pose_from_motion(pose: np.ndarray, warp: np.ndarray, centre_px, mm_per_px: f
     return out, float(scale) / k
 
 
+def check_same_size(fe: FrontEnd, reference: PartReference) -> None:
+    """Raises ValueError when the radiograph of `fe` is not the size `reference` renders."""
+    if tuple(fe.full_shape) != tuple(reference.shape):
+        raise ValueError(f'the radiograph is {fe.full_shape[0]}x{fe.full_shape[1]} px, the '
+                         f'reference {reference.shape[0]}x{reference.shape[1]}')
+
+
 def estimate_pose(fe: FrontEnd, reference: PartReference, initial_pose: Optional[np.ndarray]
                   = None, params: ReferenceParams = ReferenceParams(),
                   should_cancel: CancelCheck = None) -> PoseEstimate:
@@ -298,9 +305,7 @@ def estimate_pose(fe: FrontEnd, reference: PartReference, initial_pose: Optional
         InspectionCancelled: cancelled (polled between renders).
     """
     params.validate()
-    if tuple(fe.full_shape) != tuple(reference.shape):
-        raise ValueError(f'the radiograph is {fe.full_shape[0]}x{fe.full_shape[1]} px, the '
-                         f'reference {reference.shape[0]}x{reference.shape[1]}')
+    check_same_size(fe, reference)
     start = time.perf_counter()
     pose = np.eye(4) if initial_pose is None else np.array(initial_pose, float)
     sx, sy = fe.scale_xy
