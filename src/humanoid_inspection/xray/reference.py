@@ -41,6 +41,8 @@ import numpy as np
 from humanoid_inspection.xray.candidates import (
     FrontEnd, FrontEndParams, log_and_smoothed, to_working)
 from humanoid_inspection.xray.detector import CancelCheck, check_cancel
+from humanoid_inspection.xray.phantoms import CastingPart, scaled_part
+from humanoid_inspection.xray.simulator import XraySimConfig, simulate_radiograph
 
 
 MIN_REGISTRATION_SIDE_PX = 64     # pyramid levels whose image would be smaller are skipped
@@ -129,8 +131,6 @@ class PartReference:
     """
 
     def __init__(self, part, config, front_end: Optional[FrontEndParams] = None):
-        from humanoid_inspection.xray.phantoms import CastingPart
-        from humanoid_inspection.xray.simulator import XraySimConfig
         if not isinstance(part, CastingPart):
             raise ValueError(f'part must be a CastingPart, got {type(part).__name__}')
         if not isinstance(config, XraySimConfig):
@@ -148,8 +148,6 @@ class PartReference:
     def render(self, pose: np.ndarray, factor: int, scale: float = 1.0) -> np.ndarray:
         """S of the sound part's expected radiograph at `pose`, the part `scale` times its
         model's size, reduced by `factor`."""
-        from humanoid_inspection.xray.phantoms import scaled_part
-        from humanoid_inspection.xray.simulator import simulate_radiograph
         model = self.model if scale == 1.0 else scaled_part(self.model, scale)
         image = simulate_radiograph(model, self.config, pose=pose, noise=False).image
         return log_and_smoothed(to_working(image, factor), self.front_end.smooth_sigma_px)[1]
@@ -180,8 +178,9 @@ def refine_similarity(acquired: np.ndarray, reference: np.ndarray, warp: np.ndar
         The refined 2x3 motion (float64), reference(W [x, y, 1]) ~ acquired(x, y).
     """
     h, w = acquired.shape
+    centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
     ys, xs = np.mgrid[0:h:stride, 0:w:stride].astype(np.float32)
-    u, v = xs - (w - 1) / 2.0, ys - (h - 1) / 2.0
+    u, v = xs - centre[0], ys - centre[1]
     target = acquired[::stride, ::stride].ravel().astype(np.float64)
     motion = np.vstack([np.asarray(warp, float), [0.0, 0.0, 1.0]])
     for _ in range(int(iterations)):
@@ -198,7 +197,6 @@ def refine_similarity(acquired: np.ndarray, reference: np.ndarray, warp: np.ndar
         tx, ty, angle, log_scale = step[:4]
         k = np.exp(log_scale)
         c, s_ = k * np.cos(angle), k * np.sin(angle)
-        centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
         rotation = np.array([[c, -s_], [s_, c]])
         delta = np.eye(3)
         delta[:2, :2] = rotation
