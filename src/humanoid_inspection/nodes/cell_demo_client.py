@@ -58,45 +58,12 @@ class DemoClient:
                    progress: Callable[[str], None]) -> None:
         """Wait until run_inspection_cycle is served and cell_manager sees all its servers.
 
-        Args:
-            timeout: seconds.
-            alive: raises when a node process has died (called while waiting).
-            progress: gets a line now and then.
-
-        Raises:
-            TimeoutError: naming what was still missing.
+        See wait_cell_ready; the action client is kept for run_cycle.
         """
-        from diagnostic_msgs.msg import DiagnosticArray
         from humanoid_inspection_interfaces.action import RunInspectionCycle
         from rclpy.action import ActionClient
         self.cycle_client = ActionClient(self.node, RunInspectionCycle, 'run_inspection_cycle')
-        latest = {}
-
-        def on_diag(msg):
-            for status in msg.status:
-                if status.name == 'cell_manager: dependencies':
-                    latest['deps'] = status
-
-        sub = self.node.create_subscription(DiagnosticArray, 'diagnostics', on_diag, 10)
-        deadline = time.monotonic() + timeout
-        last_print = 0.0
-        missing = 'run_inspection_cycle'
-        try:
-            while True:
-                alive()
-                if self.cycle_client.server_is_ready():
-                    deps = latest.get('deps')
-                    if deps is not None and _level(deps.level) == 0:
-                        return
-                    missing = deps.message if deps is not None else 'cell_manager diagnostics'
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f'stack not ready after {timeout:.0f} s: {missing}')
-                if time.monotonic() - last_print > 10.0:
-                    progress(f'waiting for the stack ({missing})')
-                    last_print = time.monotonic()
-                time.sleep(0.2)
-        finally:
-            self.node.destroy_subscription(sub)
+        wait_cell_ready(self.node, self.cycle_client, timeout, alive, progress)
 
     def run_cycle(self, max_parts: int, timeout: float, alive: Callable[[], None],
                   on_feedback: Callable[[object], None],
@@ -146,6 +113,55 @@ class DemoClient:
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
         self._thread.join(timeout=5.0)
+
+
+def wait_cell_ready(node, cycle_client, timeout: float, alive: Callable[[], None],
+                    progress: Callable[[str], None] = lambda _line: None) -> None:
+    """Wait until run_inspection_cycle is served and cell_manager sees all its servers.
+
+    The stack is ready when cell_manager's 'dependencies' diagnostic is OK (affordance,
+    X-ray, manipulation servers and a perception publisher present), as an operator would wait
+    before starting a cycle: a goal sent earlier may find perception or manipulation still
+    loading and stop the run.
+
+    Args:
+        node: an rclpy node spun elsewhere (it gets a diagnostics subscription meanwhile).
+        cycle_client: ActionClient of run_inspection_cycle on that node.
+        timeout: seconds.
+        alive: raises when a node process has died (called while waiting).
+        progress: gets a line now and then.
+
+    Raises:
+        TimeoutError: naming what was still missing.
+    """
+    from diagnostic_msgs.msg import DiagnosticArray
+    latest = {}
+
+    def on_diag(msg):
+        for status in msg.status:
+            if status.name == 'cell_manager: dependencies':
+                latest['deps'] = status
+
+    sub = node.create_subscription(DiagnosticArray, 'diagnostics', on_diag, 10)
+    deadline = time.monotonic() + timeout
+    last_print = 0.0
+    missing = 'run_inspection_cycle'
+    try:
+        while True:
+            alive()
+            if cycle_client.server_is_ready():
+                deps = latest.get('deps')
+                if deps is not None and _level(deps.level) == 0:
+                    return
+                missing = deps.message if deps is not None else 'cell_manager diagnostics'
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'stack not ready after {timeout:.0f} s: {missing}')
+            if time.monotonic() - last_print > 10.0:
+                progress(f'waiting for the stack ({missing})')
+                last_print = time.monotonic()
+            time.sleep(0.2)
+    finally:
+        node.destroy_subscription(sub)
 
 
 def _level(level) -> int:
