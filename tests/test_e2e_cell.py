@@ -33,11 +33,12 @@ def _params(db, parts, seed):
 
 
 def _goal(client, stack, max_parts, timeout):
+    from humanoid_inspection.nodes.cell_demo_client import wait_cell_ready
     from humanoid_inspection_interfaces.action import RunInspectionCycle
     from rclpy.action import ActionClient
     action = ActionClient(client.node, RunInspectionCycle, 'run_inspection_cycle')
-    wait_for(lambda: (stack.check_alive() or True) and action.server_is_ready(), 120.0,
-             interval=0.5, what='run_inspection_cycle server')
+    # as the demo (and an operator) does: the goal goes once cell_manager sees all its servers
+    wait_cell_ready(client.node, action, 120.0, stack.check_alive)
     # after a SIGKILL the dead server can still look ready until DDS forgets it: resend
     deadline = time.monotonic() + timeout
     while True:
@@ -60,6 +61,20 @@ def _wait_result(future, stacks, timeout):
         assert time.monotonic() < deadline, 'cycle did not finish in time'
         time.sleep(0.5)
     return future.result().result
+
+
+def _where_things_stand(store, stacks, lines: int = 25) -> str:
+    """The records with their events, and the end of every node's log: what a timeout needs."""
+    out = []
+    for rec in store.all():
+        out.append(f'record {rec.record_id} state={rec.state} reason={rec.failure_reason!r}')
+        out += [f"  {e['time']} {e['state']}: {e['message']}" for e in store.events(rec.record_id)]
+    if not out:
+        out.append('no record was made')
+    for stack in stacks:
+        for proc in stack.processes:
+            out.append(f'--- {proc.spec.name} (alive={proc.alive}):\n{proc.log_tail(lines)}')
+    return '\n'.join(out)
 
 
 @requires_stack
@@ -97,7 +112,7 @@ def test_sigkill_mid_cycle_then_restart(launch_nodes, ros_client, tmp_path):
     sim = launch_nodes(['mujoco_sim'], params=params, use_sim_time=True,
                        log_dir=tmp_path / 'logs_sim')
     app = launch_nodes(APP, params=params, use_sim_time=True, log_dir=tmp_path / 'logs1')
-    _goal(ros_client, app, 1, 200.0)
+    first_run = _goal(ros_client, app, 1, 200.0)
     store = RecordsStore(db)
 
     def in_fixture():
@@ -106,9 +121,17 @@ def test_sigkill_mid_cycle_then_restart(launch_nodes, ros_client, tmp_path):
         recs = store.all()
         if recs and recs[0].state == 'failed':
             pytest.xfail(f'part never reached the fixture: {recs[0].failure_reason}')
+        if first_run.done() and not (recs and recs[0].state == 'in_fixture'):
+            # the run ended before its part reached the fixture: say why now, not in 200 s
+            result = first_run.result().result
+            raise AssertionError(f'the first run ended before the fixture: {result.message!r}'
+                                 f'\n{_where_things_stand(store, [sim, app])}')
         return recs and recs[0].state == 'in_fixture'
 
-    wait_for(in_fixture, 200.0, interval=0.05, what='part 1 in the X-ray fixture')
+    try:
+        wait_for(in_fixture, 200.0, interval=0.05, what='part 1 in the X-ray fixture')
+    except TimeoutError as exc:
+        raise TimeoutError(f'{exc}\n{_where_things_stand(store, [sim, app])}') from None
     app.kill()                                     # SIGKILL every robot-software process
     (rec,) = store.all()
     assert rec.state == 'in_fixture' and rec.verdict is None and rec.inspections == 0
