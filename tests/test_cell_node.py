@@ -277,3 +277,44 @@ def test_ground_truth_entry_of_a_part():
                                               'defects': [{'kind': 'crack'}]}
     assert truth_for_part(table, 'nope') is None
     assert truth_for_part({'hub-3': {'defective': False}}, 'hub-3') == {'defective': False}
+
+
+class _GoalHandle:
+    """A goal handle (rclpy's ClientGoalHandle API) whose first result response is lost."""
+
+    def __init__(self, status, results):
+        from rclpy.task import Future
+        self.status = status
+        self.requests = 0
+        self._futures = []
+        for value in results:
+            future = Future()
+            if value is not None:
+                future.set_result(value)
+            self._futures.append(future)
+
+    def get_result_async(self):
+        self.requests += 1
+        return self._futures[min(self.requests, len(self._futures)) - 1]
+
+
+def test_a_lost_result_is_asked_for_again_once_the_goal_has_ended():
+    from action_msgs.msg import GoalStatus
+    from humanoid_inspection.cell.cycle import ServiceUnavailable
+    from humanoid_inspection.nodes.cell_manager_node import wait_action_result
+    lines, ticks = [], []
+    ended = _GoalHandle(GoalStatus.STATUS_SUCCEEDED, [None, 'the result'])
+    assert wait_action_result(ended, 5.0, 'pick_place', lambda: ticks.append(1), lines.append,
+                              reask_s=0.2) == 'the result'
+    assert ended.requests == 2 and ticks
+    assert lines and 'pick_place: the goal ended' in lines[0] and 'asking for it again' in lines[0]
+    # a goal still running is not asked again: its result is waited for up to the timeout
+    running = _GoalHandle(GoalStatus.STATUS_EXECUTING, [None, 'too early'])
+    with pytest.raises(ServiceUnavailable, match='inspect_part: no result within 1 s'):
+        wait_action_result(running, 1.0, 'inspect_part', reask_s=0.1)
+    assert running.requests == 1
+    # a result request that failed is an unavailable service, not a crash
+    failed = _GoalHandle(GoalStatus.STATUS_ABORTED, [None])
+    failed._futures[0].set_exception(RuntimeError('context shut down'))
+    with pytest.raises(ServiceUnavailable, match='pick_place: context shut down'):
+        wait_action_result(failed, 1.0, 'pick_place')

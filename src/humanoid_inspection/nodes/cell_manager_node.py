@@ -37,6 +37,48 @@ from humanoid_inspection.nodes.conversions import ImageConversionError, image_to
 from humanoid_inspection.nodes.node_support import (
     Param, StartupError, declare_typed_parameters, reject_unknown_parameters, run_node)
 
+ENDED_STATUSES = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_CANCELED,
+                  GoalStatus.STATUS_ABORTED)
+RESULT_REASK_S = 5.0     # a goal this long ended without its result arriving: ask again
+
+
+def wait_action_result(handle, timeout: float, what: str, on_tick=None, log=None,
+                       reask_s: float = RESULT_REASK_S):
+    """The wrapped result (status, result) of an accepted goal, waited for up to timeout (s).
+
+    The result is asked for once more whenever the goal's status (the action's status topic)
+    has said for reask_s that the goal ended but no result came: a result response that DDS
+    lost would otherwise hold the cycle until the timeout (the server keeps the result).
+    on_tick() is called every 50 ms while waiting (cancel checks); log(line) gets a line
+    for each repeated request.
+
+    Raises:
+        ServiceUnavailable: no result within timeout, or the result request failed.
+    """
+    future = handle.get_result_async()
+    deadline = time.monotonic() + timeout
+    ended_at = None
+    while not future.done():
+        if on_tick is not None:
+            on_tick()
+        now = time.monotonic()
+        if now > deadline:
+            raise ServiceUnavailable(f'{what}: no result within {timeout:.0f} s')
+        if handle.status in ENDED_STATUSES:
+            ended_at = now if ended_at is None else ended_at
+            if now - ended_at >= reask_s:
+                if log is not None:
+                    log(f'{what}: the goal ended {now - ended_at:.0f} s ago and its result '
+                        'has not arrived; asking for it again')
+                future = handle.get_result_async()
+                ended_at = now
+        time.sleep(0.05)
+    exc = future.exception()
+    if exc is not None:
+        raise ServiceUnavailable(f'{what}: {exc}')
+    return future.result()
+
+
 PARAMS = (
     Param('records_db', 'runs/cell/cell.db', 'records database (SQLite); radiographs beside it'),
     Param('cell_config', '', 'cell geometry YAML; empty = the package config/cell.yaml'),
@@ -446,21 +488,19 @@ class RosCellServices(CellServices):
         if not handle.accepted:
             return MoveOutcome(False, 'busy', f'pick_place rejected the goal ({what})')
         self._active_goal = handle
+        canceled = []
+
+        def cancel_when_asked():
+            if not canceled and self.cancel_requested():
+                handle.cancel_goal_async()
+                canceled.append(True)
         try:
-            result_future = handle.get_result_async()
-            deadline = time.monotonic() + self.p['pick_place_timeout_s']
-            canceled = False
-            while not result_future.done():
-                if not canceled and self.cancel_requested():
-                    handle.cancel_goal_async()
-                    canceled = True
-                if time.monotonic() > deadline:
-                    handle.cancel_goal_async()
-                    raise ServiceUnavailable(
-                        f'pick_place ({what}): no result within '
-                        f'{self.p["pick_place_timeout_s"]:.0f} s')
-                time.sleep(0.05)
-            wrapped = result_future.result()
+            wrapped = wait_action_result(handle, self.p['pick_place_timeout_s'],
+                                         f'pick_place ({what})', cancel_when_asked,
+                                         self.node.get_logger().warning)
+        except ServiceUnavailable:
+            handle.cancel_goal_async()
+            raise
         finally:
             self._active_goal = None
         r = wrapped.result
@@ -637,8 +677,8 @@ class RosCellServices(CellServices):
                                    self.p['server_wait_s'], 'inspect_part goal')
         if not handle.accepted:
             return Inspection(False, 'inspect_part rejected the goal', acquire_s=acquire_s)
-        wrapped = self._wait_future(handle.get_result_async(), self.p['inspect_timeout_s'],
-                                    'inspect_part')
+        wrapped = wait_action_result(handle, self.p['inspect_timeout_s'], 'inspect_part',
+                                     log=node.get_logger().warning)
         r = wrapped.result
         if not r.success:
             return Inspection(False, f'inspect_part: {r.message}', acquire_s=acquire_s)
