@@ -2,14 +2,17 @@
 reference residual and the '+reference' detector (xray/reference.py,
 xray/detector_reference.py, xray-eval's acquisition errors)."""
 
+import copy
 import json
 
 import numpy as np
 import pytest
+import torch
 
 from humanoid_inspection import cli
 from humanoid_inspection.xray.candidates import compute_front_end
 from humanoid_inspection.xray.detector import make_detector
+from humanoid_inspection.xray.detector_cnn import SURE_SCORE, CnnDetector
 from humanoid_inspection.xray.detector_reference import ReferenceDetector
 from humanoid_inspection.xray.metrics import iou_matrix
 from humanoid_inspection.xray.phantoms import generate_part, scaled_part
@@ -156,6 +159,38 @@ def test_reference_detector_finds_a_defect_and_reports_the_pose():
         found_any = True
         break
     assert found_any
+
+
+def test_a_sure_residual_is_reported_when_the_network_calls_it_background():
+    """Against a registered model, a candidate at |z| >= sure_z is a defect whatever the
+    network says: a network made to call everything background still reports it."""
+    config = XraySimConfig.for_size(512)
+    deaf = copy.deepcopy(make_detector('cnn').model)
+    with torch.no_grad():
+        deaf.cls.weight.zero_()
+        deaf.cls.bias.copy_(torch.tensor([30.0] + [-30.0] * (deaf.cls.bias.numel() - 1)))
+    base = CnnDetector(model=deaf)
+    for seed in range(20):
+        part = generate_part('housing', seed, defect_probability=1.0,
+                             defect_kinds=('inclusion',), max_defects=1)
+        rad = simulate_radiograph(part, config, pose=fixture_pose(0.4, -0.7, 0.6), seed=seed)
+        truth = [t for t in rad.truth if t.size_mm >= 1.5 and t.detectability > 30]
+        if truth:
+            break
+    assert truth
+    reference = PartReference(part, config)
+    unsure = ReferenceDetector(base, reference, sure_z=None)
+    assert unsure.detect(rad.image, rad.pixel_pitch_mm, rad.magnification) == []
+    sure = ReferenceDetector(base, reference)
+    found = sure.detect(rad.image, rad.pixel_pitch_mm, rad.magnification)
+    assert sure.last_fallback is None and found
+    assert all(d.confidence >= SURE_SCORE for d in found), [d.confidence for d in found]
+    iou = iou_matrix(np.array([d.box_xyxy for d in found]), np.array([truth[0].box_xyxy]))
+    assert iou.max() >= 0.5, ([d.box_xyxy for d in found], truth[0].box_xyxy)
+    # what the image-only front end finds stays the network's call
+    assert base.detect(rad.image, rad.pixel_pitch_mm, rad.magnification) == []
+    with pytest.raises(ValueError, match='sure_z must exceed the candidate threshold'):
+        ReferenceDetector(base, reference, sure_z=1.0)
 
 
 def test_reference_detector_refuses_what_it_cannot_compare():
