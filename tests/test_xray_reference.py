@@ -19,19 +19,16 @@ from humanoid_inspection.xray.phantoms import generate_part, scaled_part
 from humanoid_inspection.xray.reference import (
     PartReference, ReferenceParams, estimate_pose, front_end_with_reference,
     level_correction, pose_from_motion)
-from humanoid_inspection.xray.simulator import XraySimConfig, simulate_radiograph
+from humanoid_inspection.xray.simulator import (
+    XraySimConfig, pose_yaw, resting_pose, simulate_radiograph)
 
 
 def fixture_pose(dx_mm: float, dy_mm: float, angle_deg: float) -> np.ndarray:
-    pose = np.eye(4)
-    a = np.radians(angle_deg)
-    pose[:2, :2] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
-    pose[:2, 3] = dx_mm, dy_mm
-    return pose
+    return resting_pose(dx_mm, dy_mm, np.radians(angle_deg))
 
 
 def angle_deg(pose: np.ndarray) -> float:
-    return float(np.degrees(np.arctan2(pose[1, 0], pose[0, 0])))
+    return float(np.degrees(pose_yaw(pose)))
 
 
 def test_noise_free_radiograph_is_the_mean_of_the_noisy_ones():

@@ -20,7 +20,8 @@ from typing import Iterable, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from humanoid_inspection.xray.phantoms import CastingPart
-from humanoid_inspection.xray.simulator import Radiograph, XraySimConfig, simulate_radiograph
+from humanoid_inspection.xray.simulator import (
+    Radiograph, XraySimConfig, pose_yaw, resting_pose, simulate_radiograph)
 
 
 class XrayStationError(RuntimeError):
@@ -152,11 +153,8 @@ class XrayStation:
     def pose_for_simulator(self, part_pose: np.ndarray) -> np.ndarray:
         """Part-to-fixture transform in mm, reduced to yaw + translation (resting part)."""
         rel = fixture_relative(self.fixture_pose, part_pose)
-        yaw = math.atan2(rel[1, 0], rel[0, 0])
-        pose = np.eye(4)
-        pose[:2, :2] = [[math.cos(yaw), -math.sin(yaw)], [math.sin(yaw), math.cos(yaw)]]
-        pose[:3, 3] = [rel[0, 3] * 1000.0, rel[1, 3] * 1000.0, max(rel[2, 3], 0.0) * 1000.0]
-        return pose
+        return resting_pose(rel[0, 3] * 1000.0, rel[1, 3] * 1000.0, pose_yaw(rel),
+                            max(rel[2, 3], 0.0) * 1000.0)
 
     def acquire(self, part: CastingPart, part_pose: np.ndarray, kv: float = 0.0,
                 mas: float = 0.0, seed: Optional[int] = None) -> XrayAcquisition:

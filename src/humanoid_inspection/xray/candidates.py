@@ -123,6 +123,12 @@ def log_and_smoothed(work: np.ndarray, sigma_px: float) -> Tuple[np.ndarray, np.
     return log_img, cv2.GaussianBlur(log_img, (0, 0), sigma_px)
 
 
+def quantum_weight(background: np.ndarray) -> np.ndarray:
+    """exp((B - 9) / 2): the residuals' quantum-noise weighting at the log level B (noise in
+    log units falls as I^-1/2), float32."""
+    return cv2.exp(0.5 * (background - 9.0))
+
+
 def _odd(n: float) -> int:
     n = max(3, int(round(n)))
     return n if n % 2 == 1 else n + 1
@@ -204,7 +210,7 @@ def _front_end(image: np.ndarray, mm_per_px_full: float, params: FrontEndParams,
     for _ in range(params.reconstruct_steps):
         background = cv2.max(cv2.erode(background, step), opened)
     check_cancel(should_cancel)
-    weight = cv2.exp(0.5 * (background - 9.0))
+    weight = quantum_weight(background)
     high = (log_img - smooth) * weight
     stride = sample_stride(background.shape)
     level = background[::stride, ::stride]

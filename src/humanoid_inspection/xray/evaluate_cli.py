@@ -75,15 +75,14 @@ class AcquisitionErrors:
     def draw(self, seed: int, config):
         """(pose 4x4, acquisition config, part scale) of the part with this seed."""
         from dataclasses import replace
+
+        from humanoid_inspection.xray.simulator import resting_pose
         rng = np.random.default_rng([int(seed), 11])
         dx, dy = rng.uniform(-self.mm, self.mm, 2)
         angle = np.radians(rng.uniform(-self.deg, self.deg))
         kv_scale = 1.0 + rng.uniform(-self.kv, self.kv)
         part_scale = 1.0 + rng.uniform(-self.scale, self.scale)
-        pose = np.eye(4)
-        pose[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
-        pose[:2, 3] = dx, dy
-        return pose, replace(config, kv=config.kv * kv_scale), part_scale
+        return resting_pose(dx, dy, angle), replace(config, kv=config.kv * kv_scale), part_scale
 
 
 def synthetic_items(n: int, seed_base: int, size_px: int, mas: float = None,
@@ -252,8 +251,10 @@ def pose_error_summary(estimates) -> dict:
     """Registration figures of a '+reference' detector: per item (its PoseEstimate, the true
     pose, the true scale) -> medians and maxima of the position, angle and scale errors, the
     lowest ECC correlation and the median time."""
+    from humanoid_inspection.xray.simulator import pose_yaw
+
     def angle(pose):
-        return float(np.degrees(np.arctan2(pose[1, 0], pose[0, 0])))
+        return float(np.degrees(pose_yaw(pose)))
 
     position = [float(np.max(np.abs(e.pose[:2, 3] - pose[:2, 3]))) for e, pose, _ in estimates]
     turn = [abs(angle(e.pose) - angle(pose)) for e, pose, _ in estimates]

@@ -12,8 +12,9 @@ All of it works at the front end's working resolution, on S (log-intensity, smoo
 1. pose and scale: the part lies in the fixture at an unknown offset (x, y, rotation about
    the beam axis) from the pose it is expected at, and the casting shrank a few tenths of a
    percent more or less than its model. The reference is rendered at the current estimate,
-   ECC (cv2.findTransformECC) registers it to S (Euclidean motion on the coarse levels, then
-   affine, whose similarity part gives the scale), and the image motion is turned back into
+   ECC (cv2.findTransformECC, Euclidean) registers it to S, from the second registration on
+   followed by a similarity fit (shift, rotation, scale: refine_similarity) that gives the
+   scale, and the image motion is turned back into
    a fixture pose and a part scale: a shift of the part by d mm moves its image by
    d M / pitch pixels (M: magnification at the part's mid-height), a rotation about the beam
    axis rotates the image about the principal point, a larger part gives a larger image. The
@@ -39,10 +40,11 @@ import cv2
 import numpy as np
 
 from humanoid_inspection.xray.candidates import (
-    FrontEnd, FrontEndParams, log_and_smoothed, to_working)
+    FrontEnd, FrontEndParams, log_and_smoothed, quantum_weight, to_working)
 from humanoid_inspection.xray.detector import CancelCheck, check_cancel
 from humanoid_inspection.xray.phantoms import CastingPart, scaled_part
-from humanoid_inspection.xray.simulator import XraySimConfig, simulate_radiograph
+from humanoid_inspection.xray.simulator import (
+    XraySimConfig, pose_yaw, resting_pose, simulate_radiograph)
 
 
 MIN_REGISTRATION_SIDE_PX = 64     # pyramid levels whose image would be smaller are skipped
@@ -158,6 +160,12 @@ class PartReference:
                                           scale * self.model.height_mm / 2.0)
 
 
+def _gradient(image: np.ndarray):
+    """(d/dx, d/dy) of an image per pixel (Sobel / 8), float32."""
+    return (cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3) * np.float32(0.125),
+            cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3) * np.float32(0.125))
+
+
 def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
     if factor == 1:
         return image
@@ -187,8 +195,7 @@ def refine_similarity(acquired: np.ndarray, reference: np.ndarray, warp: np.ndar
         moved = cv2.warpAffine(reference, motion[:2].astype(np.float32), (w, h),
                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                borderMode=cv2.BORDER_REPLICATE)
-        gx = cv2.Sobel(moved, cv2.CV_32F, 1, 0, ksize=3)[::stride, ::stride] * 0.125
-        gy = cv2.Sobel(moved, cv2.CV_32F, 0, 1, ksize=3)[::stride, ::stride] * 0.125
+        gx, gy = (g[::stride, ::stride] for g in _gradient(moved))
         sample = moved[::stride, ::stride]
         # d moved / d(tx, ty, angle, log-scale) of u -> u + delta(u), and gain/offset
         jacobian = np.stack([gx, gy, u * gy - v * gx, u * gx + v * gy, sample,
@@ -230,13 +237,12 @@ def register(acquired: np.ndarray, reference: np.ndarray, levels, params: Refere
     for factor in levels:
         scaled = warp.copy()
         scaled[:, 2] /= factor
+        small_acquired, small_reference = _reduce(acquired, factor), _reduce(reference, factor)
         try:
             correlation, scaled = cv2.findTransformECC(
-                _reduce(acquired, factor), _reduce(reference, factor), scaled,
-                cv2.MOTION_EUCLIDEAN, criteria, None, 1)
+                small_acquired, small_reference, scaled, cv2.MOTION_EUCLIDEAN, criteria, None, 1)
             if similarity and factor == levels[-1]:
-                scaled = refine_similarity(_reduce(acquired, factor),
-                                           _reduce(reference, factor),
+                scaled = refine_similarity(small_acquired, small_reference,
                                            scaled).astype(np.float32)
         except cv2.error as exc:
             raise ValueError('the reference could not be registered to the radiograph (ECC '
@@ -279,11 +285,8 @@ def pose_from_motion(pose: np.ndarray, warp: np.ndarray, centre_px, mm_per_px: f
     rw = np.array([[p, -q], [q, p]]) / k
     rotation = rw.T @ pose[:2, :2]
     translation = rw.T @ (pose[:2, 3] - mm_per_px * (k * rw @ centre + b - centre)) / k
-    angle = float(np.arctan2(rotation[1, 0], rotation[0, 0]))
-    out = np.array(pose, float, copy=True)
-    out[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
-    out[:2, 3] = translation
-    return out, float(scale) / k
+    return (resting_pose(translation[0], translation[1], pose_yaw(rotation), pose[2, 3]),
+            float(scale) / k)
 
 
 def check_same_size(fe: FrontEnd, reference: PartReference) -> None:
@@ -367,9 +370,8 @@ def front_end_with_reference(fe: FrontEnd, log_reference: np.ndarray,
     residual = fe.S - log_reference
     background = (log_reference + level_correction(log_reference, residual,
                                                     params.level_bins)).astype(np.float32)
-    weight = cv2.exp(0.5 * (background - 9.0))
-    gx = cv2.Sobel(background, cv2.CV_32F, 1, 0, ksize=3) * np.float32(0.125)
-    gy = cv2.Sobel(background, cv2.CV_32F, 0, 1, ksize=3) * np.float32(0.125)
+    weight = quantum_weight(background)
+    gx, gy = _gradient(background)
     quantum = np.float32(fe.noise) / weight
     edge = np.float32(params.registration_sigma_px) ** 2 * (gx * gx + gy * gy)
     z = (fe.S - background) / np.sqrt(quantum * quantum + edge)

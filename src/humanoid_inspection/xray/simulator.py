@@ -26,6 +26,7 @@ this radiograph's own noise (DefectTruth.detectability), the bound on what a det
 Seeded: the same part, config, pose and seed give identical image bytes.
 """
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -265,6 +266,22 @@ class Radiograph:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def resting_pose(dx_mm: float, dy_mm: float, yaw_rad: float, dz_mm: float = 0.0) -> np.ndarray:
+    """The 4x4 part-to-fixture transform (simulate_radiograph's `pose`) of a part resting
+    in the fixture: turned by yaw_rad about the vertical beam axis, shifted by (dx, dy, dz)
+    mm."""
+    c, s = math.cos(yaw_rad), math.sin(yaw_rad)
+    pose = np.eye(4)
+    pose[:2, :2] = [[c, -s], [s, c]]
+    pose[:3, 3] = [dx_mm, dy_mm, dz_mm]
+    return pose
+
+
+def pose_yaw(pose: np.ndarray) -> float:
+    """The turn (rad) about the vertical beam axis of a part-to-fixture transform."""
+    return math.atan2(pose[1, 0], pose[0, 0])
+
 
 def _check_pose(pose, config: XraySimConfig, part: CastingPart) -> np.ndarray:
     if pose is None:
