@@ -221,8 +221,17 @@ def acquire_from_simulation(sim, station: XrayStation, part_id: str = '', kv: fl
     return acquisition
 
 
-def station_from_cell(cell, detector_px: int = 1024, pixel_pitch_mm: float = 0.2,
-                      kv: float = 110.0, mas: float = 2.0, **tolerances) -> XrayStation:
+# the station's detector and tube defaults (the mujoco_sim node's xray_* parameters); the
+# xray_inspection node's reference model assumes the same (xray/part_models.py)
+STATION_DETECTOR_PX = 1024
+STATION_PITCH_MM = 0.2
+STATION_KV = 110.0
+STATION_MAS = 2.0
+
+
+def station_from_cell(cell, detector_px: int = STATION_DETECTOR_PX,
+                      pixel_pitch_mm: float = STATION_PITCH_MM, kv: float = STATION_KV,
+                      mas: float = STATION_MAS, **tolerances) -> XrayStation:
     """An XrayStation with the fixture and distances of a CellGeometry."""
     cab = cell.xray_cabinet
     config = XraySimConfig(detector_px=int(detector_px), pixel_pitch_mm=float(pixel_pitch_mm),
@@ -231,5 +240,6 @@ def station_from_cell(cell, detector_px: int = 1024, pixel_pitch_mm: float = 0.2
                        cab.source_to_detector_mm, config, **tolerances)
 
 
-__all__: Sequence[str] = ('XrayAcquisition', 'XrayStation', 'XrayStationError',
+__all__: Sequence[str] = ('STATION_DETECTOR_PX', 'STATION_KV', 'STATION_MAS', 'STATION_PITCH_MM',
+                          'XrayAcquisition', 'XrayStation', 'XrayStationError',
                           'acquire_from_simulation', 'fixture_relative', 'station_from_cell')
