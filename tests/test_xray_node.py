@@ -47,7 +47,7 @@ class Client:
         response.part_family = 'housing'
         return response
 
-    def send(self, timeout=60.0, cancel_after_s=None, **fields):
+    def send(self, timeout=60.0, cancel_after_s=None, cancel_on_stage=None, **fields):
         goal = self.InspectPart.Goal(**fields)
         feedback = []
         handle = self.ros.wait_future(self.action.send_goal_async(
@@ -55,6 +55,10 @@ class Client:
         assert handle.accepted
         if cancel_after_s is not None:
             time.sleep(cancel_after_s)
+            self.ros.wait_future(handle.cancel_goal_async(), 10.0)
+        if cancel_on_stage is not None:
+            wait_for(lambda: cancel_on_stage in feedback, timeout,
+                     what=f"feedback '{cancel_on_stage}'")
             self.ros.wait_future(handle.cancel_goal_async(), 10.0)
         wrapped = self.ros.wait_future(handle.get_result_async(), timeout)
         return wrapped.status, wrapped.result, feedback
@@ -140,3 +144,89 @@ def test_bad_detector_parameter_fails_startup(launch_nodes):
     wait_for(lambda: stack.dead(), 30.0, what='xray_inspection to exit')
     assert stack.processes[0].popen.returncode == 2
     assert "unknown detector 'yolo'" in stack.processes[0].log_tail()
+
+
+def box_iou(a, b):
+    """IoU of two (x0, y0, x1, y1) pixel boxes, ends inclusive."""
+    ix = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    iy = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    if ix <= 0 or iy <= 0:
+        return 0.0
+    area = [(r[2] - r[0] + 1) * (r[3] - r[1] + 1) for r in (a, b)]
+    return ix * iy / (sum(area) - ix * iy)
+
+
+def test_inspect_against_the_part_model(launch_nodes, ros_client):
+    """reference_model on, the station's settings by default (the cell's cabinet): a
+    radiograph of a known part off the fixture's origin is registered to the model its id
+    names and its inclusion found; ids that name no model, and a model that is not the
+    part, are inspected image-only with the reason; cancel works during the registration."""
+    from action_msgs.msg import GoalStatus
+    from humanoid_inspection.cell_geometry import load_cell
+    from humanoid_inspection.sim.xray_station import station_from_cell
+    from humanoid_inspection.xray.phantoms import generate_part
+    from humanoid_inspection.xray.simulator import resting_pose, simulate_radiograph
+    stack = launch_nodes(['xray_inspection'], params={'xray_inspection': {
+        'detector': 'cnn', 'reference_model': True}})
+    client = Client(ros_client)
+    # the mujoco_sim station at 256 px (same field of view): the part 3 / -2 mm and 6 deg
+    # off the origin, where the registration starts
+    config = station_from_cell(load_cell(), detector_px=256, pixel_pitch_mm=0.8).config
+    hub = generate_part('hub', 100003, defect_probability=1.0)
+    rad = simulate_radiograph(hub, config, pose=resting_pose(3.0, -2.0, np.radians(6.0)),
+                              seed=3)
+    (truth,) = rad.truth
+    assert truth.kind == 'inclusion' and truth.size_mm > 2.0
+    image = mono16(rad.image)
+    geometry = {'pixel_pitch_mm': rad.pixel_pitch_mm, 'magnification': rad.magnification,
+                'part_family': 'hub'}
+
+    status, result, feedback = client.send(part_id=hub.part_id, radiograph=image, **geometry)
+    assert status == GoalStatus.STATUS_SUCCEEDED and result.success, result.message
+    r = result.result
+    assert r.detector == 'cnn+reference' and result.message == r.verdict
+    assert r.stage_names == ['validate', 'register', 'detect', 'grade', 'publish']
+    assert len(r.stage_times_s) == 5 and all(t >= 0 for t in r.stage_times_s)
+    found = [d for d in r.defects if box_iou((d.x_min_px, d.y_min_px, d.x_max_px,
+                                              d.y_max_px), truth.box_xyxy) >= 0.5]
+    assert found and found[0].kind == 'inclusion', [(d.kind, d.x_min_px, d.y_min_px)
+                                                    for d in r.defects]
+    assert r.verdict == 'REJECT', r.reasons
+
+    # ids that name no model: inspected image-only, the reason in the message
+    for part_id, why in (('P-001', "is not '<family>-<seed>'"),
+                         ('hub-100003 ', "is not '<family>-<seed>'"),
+                         ('gear-100003', "unknown part family 'gear'"),
+                         ('hub-0100003', "the seed is written '100003' in part ids")):
+        status, result, _ = client.send(part_id=part_id, radiograph=image, **geometry)
+        assert status == GoalStatus.STATUS_SUCCEEDED and result.success, result.message
+        r = result.result
+        assert r.detector == 'cnn' and 'register' not in r.stage_names
+        assert result.message.startswith(f'{r.verdict} (image-only: no model: part id ')
+        assert why in result.message and r.part_id == part_id
+
+    # a model that is not the part in the radiograph: the registration is refused
+    status, result, _ = client.send(part_id='bracket-100002', radiograph=image, **geometry)
+    assert status == GoalStatus.STATUS_SUCCEEDED and result.success, result.message
+    assert result.result.detector == 'cnn'
+    assert f'{result.result.verdict} (image-only: reference not used: ' in result.message
+
+    # cancel while the 1024 px radiograph's reference is rendered and registered
+    big = station_from_cell(load_cell()).config
+    rad = simulate_radiograph(hub, big, pose=resting_pose(3.0, -2.0, np.radians(6.0)),
+                              seed=4)
+    status, result, feedback = client.send(
+        part_id=hub.part_id, radiograph=mono16(rad.image), cancel_on_stage='detect',
+        pixel_pitch_mm=rad.pixel_pitch_mm, magnification=rad.magnification)
+    assert status == GoalStatus.STATUS_CANCELED, result.message
+    assert not result.success and 'cancelled' in result.message
+    stack.check_alive()
+
+
+def test_reference_model_needs_a_detector_with_a_front_end(launch_nodes):
+    stack = launch_nodes(['xray_inspection'], params={'xray_inspection': {
+        'detector': 'classical', 'reference_model': True}})
+    wait_for(lambda: stack.dead(), 30.0, what='xray_inspection to exit')
+    assert stack.processes[0].popen.returncode == 2
+    assert "reference_model needs a detector with a front end ('cnn' or 'default'), not " \
+        "'classical'" in stack.processes[0].log_tail()

@@ -53,17 +53,21 @@ def test_a_non_string_id_is_refused():
 
 
 def test_station_acquisition_is_the_mujoco_sim_stations_config():
-    """Every setting 0 (the station's) gives the config the mujoco_sim node's station takes
-    its radiographs with."""
+    """The xray_inspection node's reference settings (config/xray_inspection.yaml, 0 = the
+    station's) give the config the mujoco_sim node's station takes its radiographs with."""
     from humanoid_inspection.cell_geometry import load_cell
     from humanoid_inspection.sim.xray_station import station_from_cell
     sim = yaml.safe_load((CONFIG / 'mujoco_sim.yaml').read_text())['mujoco_sim'][
+        'ros__parameters']
+    node = yaml.safe_load((CONFIG / 'xray_inspection.yaml').read_text())['xray_inspection'][
         'ros__parameters']
     cell = load_cell()
     station = station_from_cell(cell, sim['xray_detector_px'], sim['xray_pixel_pitch_mm'],
                                 sim['xray_kv'], sim['xray_mas'])
     size = sim['xray_detector_px']
-    ours = station_acquisition((size, size), sim['xray_pixel_pitch_mm'])
+    ours = station_acquisition((size, size), sim['xray_pixel_pitch_mm'],
+                               node['source_to_object_mm'], node['source_to_detector_mm'],
+                               node['tube_kv'], node['tube_mas'])
     assert ours == station.config
     assert (ours.sod_mm, ours.sdd_mm) == (cell.xray_cabinet.source_to_object_mm,
                                           cell.xray_cabinet.source_to_detector_mm)

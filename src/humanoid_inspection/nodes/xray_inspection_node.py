@@ -6,6 +6,13 @@ asynchronously with a timeout. The work is xray.pipeline.inspect_radiograph(); c
 checked between stages and inside the detector. Publishes `inspection/results`
 (InspectionResult), `inspection/overlay` (rgb8) and `inspection/markers` (MarkerArray, one box
 per defect in the detector frame, metres). Parameters: config/xray_inspection.yaml.
+
+With `reference_model` a part whose id names its model ('<family>-<seed>',
+xray/part_models.py) is inspected against the model's registered radiograph
+('cnn+reference', xray/detector_reference.py), rendered with the station's settings
+(source_to_object_mm, source_to_detector_mm, tube_kv, tube_mas; 0 = the cell's station);
+a part id that names no model, or a registration that fails or is not trusted, is inspected
+image-only and the result's detector and message say so.
 """
 
 import math
@@ -44,6 +51,20 @@ PARAMS = (
     Param('save_radiographs_dir', '', 'if set, every radiograph is saved there as 16-bit PNG'),
     Param('detector_frame_id', 'xray_detector', 'frame of the overlay and the markers'),
     Param('publish_overlay', True, 'publish the rgb8 overlay picture'),
+    Param('reference_model', False, "inspect a part whose id names its model ('<family>-"
+          "<seed>') against the model's registered radiograph ('<detector>+reference'; "
+          "the detector needs a front end: 'cnn' or 'default')"),
+    Param('cell_file', '', 'cell geometry YAML of the X-ray cabinet; empty = the package '
+          'config/cell.yaml'),
+    Param('source_to_object_mm', 0.0, "reference: source to fixture seat (mm); 0 = the "
+          "cabinet's in cell_file", 0.0, 1e5),
+    Param('source_to_detector_mm', 0.0, "reference: source to detector (mm); 0 = the "
+          "cabinet's in cell_file", 0.0, 1e5),
+    Param('tube_kv', 0.0, "reference: tube voltage of the radiographs (kV); 0 = the "
+          "station's default", 0.0, 1000.0),
+    Param('tube_mas', 0.0, "reference: exposure of the radiographs (mAs); 0 = the "
+          "station's default", 0.0, 1e5),
+    Param('reference_cache_size', 8, 'reference: part models kept for re-inspection', 1, 1024),
 )
 
 
@@ -67,6 +88,9 @@ class XrayInspectionNode(Node):
             self.detector = get_detector(self.p['detector'])
         except (ValueError, OSError) as exc:
             raise StartupError(f'xray_inspection: {exc}') from exc
+        self.references = self.cell = None
+        if self.p['reference_model']:
+            self._setup_reference()
         self.group = ReentrantCallbackGroup()
         self.results_pub = self.create_publisher(InspectionResult, 'inspection/results', 10)
         self.overlay_pub = self.create_publisher(Image, 'inspection/overlay', 2)
@@ -77,9 +101,48 @@ class XrayInspectionNode(Node):
             self, InspectPart, 'inspect_part', execute_callback=self.execute,
             goal_callback=lambda goal: GoalResponse.ACCEPT,
             cancel_callback=lambda handle: CancelResponse.ACCEPT, callback_group=self.group)
+        against = ' (+reference where the part id names a model)' \
+            if self.references is not None else ''
         self.get_logger().info(
-            f"ready: detector '{self.detector.name}', table {self.table.source}, "
-            f"default family '{self.p['default_family']}'")
+            f"ready: detector '{self.detector.name}'{against}, "
+            f"table {self.table.source}, default family '{self.p['default_family']}'")
+
+    def _setup_reference(self):
+        """Check that the detector can run on a reference and that the station's settings
+        are valid (the cell file read when a distance is 0). Raises StartupError."""
+        from humanoid_inspection.cell_geometry import load_cell
+        from humanoid_inspection.xray.part_models import ReferenceCache
+        if not hasattr(self.detector, 'detect_on_front_end'):
+            raise StartupError(f"xray_inspection: reference_model needs a detector with a "
+                               f"front end ('cnn' or 'default'), not '{self.detector.name}'")
+        try:
+            if not (self.p['source_to_object_mm'] and self.p['source_to_detector_mm']):
+                self.cell = load_cell(self.p['cell_file'] or None)
+            config = self._station_config((1024, 1024), self.p['default_pixel_pitch_mm'])
+        except (ValueError, OSError) as exc:
+            raise StartupError(f'xray_inspection: reference_model: {exc}') from exc
+        self.references = ReferenceCache(self.p['reference_cache_size'])
+        self.get_logger().info(
+            f'reference model on: SOD {config.sod_mm:g} mm, SDD {config.sdd_mm:g} mm, '
+            f'{config.kv:g} kV, {config.mas:g} mAs')
+
+    def _station_config(self, shape, pitch):
+        from humanoid_inspection.xray.part_models import station_acquisition
+        return station_acquisition(
+            shape, pitch, self.p['source_to_object_mm'], self.p['source_to_detector_mm'],
+            self.p['tube_kv'], self.p['tube_mas'], cell=self.cell)
+
+    def _detector_for(self, part_id, image, pitch):
+        """(detector, why not against the model or None): the part's ReferenceDetector when
+        reference_model is on and the id names a model, else the node's detector."""
+        from humanoid_inspection.xray.part_models import reference_detector
+        if self.references is None:
+            return self.detector, None
+        try:
+            config = self._station_config(image.shape[:2], pitch)
+            return reference_detector(part_id, self.detector, config, self.references), None
+        except ValueError as exc:
+            return self.detector, f'no model: {exc}'
 
     # ----------------------------------------------------------------- goal handling
     def _geometry(self, goal):
@@ -161,13 +224,16 @@ class XrayInspectionNode(Node):
                 image = image_to_numpy(msg_image, allowed=ACCEPTED_ENCODINGS)
             except ImageConversionError as exc:
                 raise InspectionAborted(f'radiograph rejected: {exc}') from None
+            detector, image_only = self._detector_for(goal.part_id, image, pitch)
             try:
                 outcome = inspect_radiograph(
-                    image, pitch, mag, family, detector=self.detector, table=self.table,
+                    image, pitch, mag, family, detector=detector, table=self.table,
                     should_cancel=lambda: goal_handle.is_cancel_requested,
                     progress=lambda s, f: self._feedback(goal_handle, s, f))
             except ValueError as exc:
                 raise InspectionAborted(f'radiograph rejected: {exc}') from None
+            if detector is not self.detector:
+                image_only = self._reference_outcome(goal.part_id, detector, outcome)
             self._feedback(goal_handle, 'publish', 0.95)
             self._check_cancel(goal_handle)
             t = time.perf_counter()
@@ -180,10 +246,14 @@ class XrayInspectionNode(Node):
             result_msg.stage_times_s = list(result_msg.stage_times_s) + [stage_times['publish']]
             result_msg.total_time_s = float(time.perf_counter() - t0)
             goal_handle.succeed()
-            self.get_logger().info(f'{goal.part_id}: {outcome.verdict} '
+            message = outcome.verdict
+            if image_only:
+                message += f' (image-only: {image_only})'
+                self.get_logger().info(f'{goal.part_id}: inspected image-only: {image_only}')
+            self.get_logger().info(f'{goal.part_id}: {outcome.verdict} by {outcome.detector} '
                                    f'({len(outcome.defects)} defect(s), '
                                    f'{result_msg.total_time_s:.3f} s)')
-            return InspectPart.Result(success=True, message=outcome.verdict, result=result_msg)
+            return InspectPart.Result(success=True, message=message, result=result_msg)
         except InspectionCancelled:
             goal_handle.canceled()
             self.get_logger().info(f'{goal.part_id}: inspection cancelled')
@@ -192,6 +262,30 @@ class XrayInspectionNode(Node):
             goal_handle.abort()
             self.get_logger().warning(f'{goal.part_id or "<no id>"}: {exc}')
             return InspectPart.Result(success=False, message=str(exc))
+
+    def _reference_outcome(self, part_id, detector, outcome):
+        """Name what ran, split the registration's time off 'detect', log the registration;
+        return why the model was not used (None when it was)."""
+        est = detector.last_estimate
+        if est is not None and 'detect' in outcome.stage_times_s:
+            times = outcome.stage_times_s
+            registered = min(float(est.seconds), times['detect'])
+            outcome.stage_times_s = {**{k: v for k, v in times.items() if k != 'detect'},
+                                     'register': registered,
+                                     'detect': times['detect'] - registered}
+            if 'grade' in times:                  # keep the pipeline's order
+                outcome.stage_times_s['grade'] = outcome.stage_times_s.pop('grade')
+            x, y = est.pose[0, 3], est.pose[1, 3]
+            yaw = math.degrees(math.atan2(est.pose[1, 0], est.pose[0, 0]))
+            self.get_logger().info(
+                f'{part_id}: registered to its model: ECC correlation {est.correlation:.5f}, '
+                f'part at ({x:.2f}, {y:.2f}) mm, yaw {yaw:.2f} deg, scale {est.scale:.5f}, '
+                f'{est.seconds:.2f} s')
+        if detector.last_fallback is None:
+            return None
+        outcome.detector = detector.base.name
+        self.get_logger().warning(f'{part_id}: model not used: {detector.last_fallback}')
+        return f'reference not used: {detector.last_fallback}'
 
     # ----------------------------------------------------------------- outputs
     def _save(self, image, part_id) -> str:
