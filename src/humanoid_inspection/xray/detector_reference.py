@@ -14,7 +14,7 @@ instead, and `last_fallback` says why (None when the reference was used).
 No ROS imports.
 """
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -95,22 +95,42 @@ class ReferenceDetector:
         with cv_threads():
             fe, mmpp = radiograph_front_end(image, pixel_pitch_mm, magnification,
                                             self.base.params, should_cancel)
-            check_same_size(fe, self.reference)       # an input error, never a fallback
-            try:
-                estimate = estimate_pose(fe, self.reference, self.initial_pose, self.params,
-                                         should_cancel)
-                self.last_estimate = estimate
-                # rounds = 1: no registration, the pose given is trusted as it is
-                if self.params.rounds > 1 and not estimate.correlation >= \
-                        self.trust_correlation:
-                    raise ValueError(f'the registered reference matches with ECC correlation '
-                                     f'{estimate.correlation:.4f} only (trusted from '
-                                     f'{self.trust_correlation})')
-            except ValueError as exc:
+            referenced, self.last_estimate, why = reference_front_end(
+                fe, self.reference, self.initial_pose, self.params, self.trust_correlation,
+                should_cancel)
+            if referenced is None:
                 if not self.fallback:
-                    raise
-                self.last_fallback = str(exc)
+                    raise ValueError(why)
+                self.last_fallback = why
                 return self.base.detect_on_front_end(fe, mmpp, should_cancel)
-            fe = front_end_with_reference(fe, estimate.log_reference, self.params)
-            self.last_front_end = fe
-            return self.base.detect_on_front_end(fe, mmpp, should_cancel, sure_z=self.sure_z)
+            self.last_front_end = referenced
+            return self.base.detect_on_front_end(referenced, mmpp, should_cancel,
+                                                 sure_z=self.sure_z)
+
+
+def reference_front_end(fe: FrontEnd, reference: PartReference,
+                        initial_pose: Optional[np.ndarray] = None,
+                        params: ReferenceParams = ReferenceParams(),
+                        trust_correlation: float = TRUST_CORRELATION,
+                        should_cancel: CancelCheck = None
+                        ) -> Tuple[Optional[FrontEnd], Optional[PoseEstimate], Optional[str]]:
+    """(front end against the registered reference, its PoseEstimate, None), or where the
+    reference must not be used (None, the estimate or None, why): the registration failed
+    or its last ECC correlation is below `trust_correlation`. What ReferenceDetector
+    inspects, and what `xray-train --reference` learns from.
+
+    Raises:
+        ValueError: the radiograph's size is not the reference's (an input error).
+        InspectionCancelled: cancelled.
+    """
+    check_same_size(fe, reference)
+    try:
+        estimate = estimate_pose(fe, reference, initial_pose, params, should_cancel)
+    except ValueError as exc:
+        return None, None, str(exc)
+    # rounds = 1: no registration, the pose given is trusted as it is
+    if params.rounds > 1 and not estimate.correlation >= trust_correlation:
+        return None, estimate, (f'the registered reference matches with ECC correlation '
+                                f'{estimate.correlation:.4f} only (trusted from '
+                                f'{trust_correlation})')
+    return front_end_with_reference(fe, estimate.log_reference, params), estimate, None

@@ -28,10 +28,11 @@ import html
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from humanoid_inspection.xray.acquisition_errors import AcquisitionErrors
 
 HELD_OUT_SEED_BASE = 100000
 REFERENCE_SUFFIX = '+reference'
@@ -50,41 +51,6 @@ def graded_truth_verdict(rad, family: str) -> str:
     return grade(defects, family, rad.image.shape[:2]).verdict
 
 
-@dataclass(frozen=True)
-class AcquisitionErrors:
-    """How far each synthetic acquisition strays from the nominal one (uniform draws, seeded
-    by the part seed): the part's offset in the fixture (x and y within +-mm, rotation about
-    the beam axis within +-deg), the tube voltage (within +- the fraction kv) and the
-    casting's size relative to its model (within +- the fraction scale). All zero: every
-    part as modelled, at the fixture's origin, at the nominal kV (the held-out set of the
-    figures)."""
-
-    mm: float = 0.0
-    deg: float = 0.0
-    kv: float = 0.0
-    scale: float = 0.0
-
-    def validate(self) -> None:
-        """Raises ValueError for negative or absurd ranges."""
-        if not (0.0 <= self.mm <= 20.0 and 0.0 <= self.deg <= 45.0 and 0.0 <= self.kv <= 0.2
-                and 0.0 <= self.scale <= 0.05):
-            raise ValueError('acquisition errors must lie in 0..20 mm, 0..45 deg, 0..0.2 of '
-                             f'the kV and 0..0.05 of the size, got {self.mm} mm, {self.deg} '
-                             f'deg, {self.kv}, {self.scale}')
-
-    def draw(self, seed: int, config):
-        """(pose 4x4, acquisition config, part scale) of the part with this seed."""
-        from dataclasses import replace
-
-        from humanoid_inspection.xray.simulator import resting_pose
-        rng = np.random.default_rng([int(seed), 11])
-        dx, dy = rng.uniform(-self.mm, self.mm, 2)
-        angle = np.radians(rng.uniform(-self.deg, self.deg))
-        kv_scale = 1.0 + rng.uniform(-self.kv, self.kv)
-        part_scale = 1.0 + rng.uniform(-self.scale, self.scale)
-        return resting_pose(dx, dy, angle), replace(config, kv=config.kv * kv_scale), part_scale
-
-
 def synthetic_items(n: int, seed_base: int, size_px: int, mas: float = None,
                     errors: AcquisitionErrors = AcquisitionErrors()):
     """Yield dicts (name, image, pitch, mag, family, gt boxes/kinds/sizes) from the simulator.
@@ -98,8 +64,8 @@ def synthetic_items(n: int, seed_base: int, size_px: int, mas: float = None,
     """
     from dataclasses import replace
 
-    from humanoid_inspection.xray.phantoms import PART_FAMILIES, generate_part, scaled_part
-    from humanoid_inspection.xray.simulator import XraySimConfig, simulate_radiograph
+    from humanoid_inspection.xray.phantoms import PART_FAMILIES, generate_part
+    from humanoid_inspection.xray.simulator import XraySimConfig
     errors.validate()
     config = XraySimConfig.for_size(size_px)
     if mas is not None:
@@ -108,9 +74,7 @@ def synthetic_items(n: int, seed_base: int, size_px: int, mas: float = None,
         seed = seed_base + i
         family = PART_FAMILIES[i % len(PART_FAMILIES)]
         part = generate_part(family, seed)
-        pose, acquisition, part_scale = errors.draw(seed, config)
-        cast = part if part_scale == 1.0 else scaled_part(part, part_scale)
-        rad = simulate_radiograph(cast, acquisition, pose=pose, seed=seed)
+        rad, pose, part_scale = errors.radiograph(part, config, seed)
         yield {'name': f'{family}_{seed}', 'image': rad.image, 'pitch': rad.pixel_pitch_mm,
                'part_model': part, 'config': config, 'pose': pose, 'scale': part_scale,
                'mag': rad.magnification, 'family': family,
@@ -227,9 +191,10 @@ def write_pod_figure(outcomes: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def item_detector(detector_name: str, item: dict):
+def item_detector(detector_name: str, item: dict, reference_base=None):
     """What inspects one item: the detector's name, or for '<base>+reference' a
-    ReferenceDetector of the pipeline's <base> detector and the item's part model.
+    ReferenceDetector of the pipeline's <base> detector (or of `reference_base`, a detector
+    object) and the item's part model.
 
     Raises:
         ValueError: a '+reference' detector on an item without a part model (real images).
@@ -242,9 +207,28 @@ def item_detector(detector_name: str, item: dict):
     if 'part_model' not in item:
         raise ValueError(f"'{detector_name}' compares each radiograph with its part's model: "
                          'synthetic data only')
-    base = get_detector(detector_name[:-len(REFERENCE_SUFFIX)])
+    base = reference_base or get_detector(detector_name[:-len(REFERENCE_SUFFIX)])
     return ReferenceDetector(base, PartReference(item['part_model'], item['config'],
                                                  getattr(base, 'params', None)))
+
+
+def reference_base_detector(detector_name: str, weights=None, min_peak=None):
+    """The base detector of a '<base>+reference' name built with other weights or another
+    lowest candidate |z| (xray-eval --reference-weights / --reference-min-peak), or None
+    when neither is given (the pipeline's own <base> detector is used).
+
+    Raises:
+        ValueError: options for a detector that takes none, a missing weights file.
+    """
+    if weights is None and min_peak is None:
+        return None
+    base = detector_name[:-len(REFERENCE_SUFFIX)] if detector_name.endswith(
+        REFERENCE_SUFFIX) else None
+    if base not in ('cnn', 'default'):
+        raise ValueError('--reference-weights and --reference-min-peak apply to '
+                         f"'cnn+reference' only, not to '{detector_name}'")
+    from humanoid_inspection.xray.detector_cnn import MIN_PEAK, CnnDetector
+    return CnnDetector(weights=weights, min_peak=MIN_PEAK if min_peak is None else min_peak)
 
 
 def pose_error_summary(estimates) -> dict:
@@ -268,8 +252,9 @@ def pose_error_summary(estimates) -> dict:
 
 
 def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_parts: bool,
-             n_crops: int = 12, progress: bool = True) -> dict:
-    """Run one detector over the items; return the metrics dict (and write crops)."""
+             n_crops: int = 12, progress: bool = True, reference_base=None) -> dict:
+    """Run one detector over the items; return the metrics dict (and write crops).
+    `reference_base`: the base detector object of a '+reference' detector (item_detector)."""
     from tqdm import tqdm
 
     from humanoid_inspection.xray import metrics as M
@@ -279,7 +264,7 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
     truth_reject, estimates, extra, fallbacks = [], [], {}, []
     misses, false_alarms, images = [], [], {}
     for item in tqdm(items, desc=detector_name, disable=not progress, file=sys.stdout):
-        detector = item_detector(detector_name, item)
+        detector = item_detector(detector_name, item, reference_base)
         t = time.perf_counter()
         outcome = inspect_radiograph(item['image'], item['pitch'], item['mag'], item['family'],
                                      detector=detector)
@@ -505,6 +490,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--scale-error', type=float, default=0.0,
                     help="synthetic: each casting's size strays up to this fraction from "
                     "its model's (0.003: +-0.3 %%, die-casting shrinkage)")
+    ap.add_argument('--reference-weights', default=None,
+                    help="'cnn+reference': PatchNet weights of its base detector (default: "
+                    "the committed 'cnn' weights), e.g. from xray-train --reference")
+    ap.add_argument('--reference-min-peak', type=float, default=None,
+                    help="'cnn+reference': lowest |z| of a candidate shown to its network "
+                    '(default: detector_cnn.MIN_PEAK)')
     ap.add_argument('--root', default=None, help='gdxray: folder holding Castings/')
     ap.add_argument('--annotations', default=None,
                     help='gdxray: CSV series,image,x1,y1,x2,y2 '
@@ -548,8 +539,10 @@ def main(argv=None) -> int:
             items = list(gdxray_items(root, csv_path, series))
             grade_parts = False
         try:
+            base = reference_base_detector(name, args.reference_weights,
+                                           args.reference_min_peak)
             results.append(evaluate(items, name, args.min_score, out_dir, grade_parts,
-                                    progress=not args.quiet))
+                                    progress=not args.quiet, reference_base=base))
         except (ValueError, FileNotFoundError) as exc:
             print(f'xray-eval: {name}: {exc}', file=sys.stderr)
             return 2
