@@ -165,6 +165,24 @@ def test_train_cli_refuses_bad_arguments(capsys):
     assert '--refine-epochs' in capsys.readouterr().err
     assert cli.main(['xray-train', '--refine-width', '0']) == 2
     assert '--refine-width must be positive' in capsys.readouterr().err
+    assert cli.main(['xray-train', '--pose-error-mm', '1']) == 2
+    assert 'apply to --reference only' in capsys.readouterr().err
+    assert cli.main(['xray-train', '--reference', '--kv-error', '-0.1']) == 2
+    assert 'acquisition errors must lie' in capsys.readouterr().err
+
+
+def test_training_against_the_reference_learns_from_residuals_without_part_structure():
+    """--reference: the candidates come from the residual against each part's registered
+    model, so the part's edges no longer give background candidates; the defects' do stay."""
+    from humanoid_inspection.xray.acquisition_errors import AcquisitionErrors
+    image_only = simulate_training_set(2, 0, 512, 1.0, progress=False)
+    referenced = simulate_training_set(2, 0, 512, 1.0, progress=False,
+                                       reference_errors=AcquisitionErrors(1.0, 1.0, 0.02,
+                                                                          0.003))
+    background = [int(np.count_nonzero(s.labels == 0)) for s in (image_only, referenced)]
+    assert background[1] < 0.5 * background[0], background
+    assert np.count_nonzero(referenced.labels > 0) > 0
+    assert len(referenced.refine_sides) > 0
 
 
 def test_detection_leaves_the_thread_settings_as_they_were():

@@ -30,6 +30,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
 
@@ -104,9 +105,11 @@ def label_candidates(fe, xs, ys, truth, visible_contrast: float):
 
 
 def training_radiographs(n_images: int, seed_base: int, size_px: int,
-                         defect_probability: float):
-    """Yield (part seed, Radiograph) of the training set: part seeds seed_base + i, families in
-    turn (phantoms.PART_FAMILIES), the simulator's noise seeded with the part seed."""
+                         defect_probability: float, errors=None):
+    """Yield (part seed, Radiograph, part model, nominal XraySimConfig) of the training set:
+    part seeds seed_base + i, families in turn (phantoms.PART_FAMILIES), the simulator's noise
+    seeded with the part seed. `errors` (AcquisitionErrors): acquisitions that stray from the
+    nominal one as xray-eval's do (None: every part at the fixture's origin, as modelled)."""
     from humanoid_inspection.xray.phantoms import PART_FAMILIES, generate_part
     from humanoid_inspection.xray.simulator import XraySimConfig, simulate_radiograph
     config = XraySimConfig.for_size(size_px)
@@ -114,7 +117,9 @@ def training_radiographs(n_images: int, seed_base: int, size_px: int,
         seed = seed_base + i
         family = PART_FAMILIES[i % len(PART_FAMILIES)]
         part = generate_part(family, seed, defect_probability=defect_probability)
-        yield seed, simulate_radiograph(part, config, seed=seed)
+        rad = simulate_radiograph(part, config, seed=seed) if errors is None else \
+            errors.radiograph(part, config, seed)[0]
+        yield seed, rad, part, config
 
 
 class TrainingSet(NamedTuple):
@@ -142,11 +147,17 @@ class TrainingSet(NamedTuple):
 
 def simulate_training_set(n_images: int, seed_base: int, size_px: int,
                           defect_probability: float, params=None, progress: bool = True,
-                          cache=None, negative_fraction: float = 1.0) -> TrainingSet:
+                          cache=None, negative_fraction: float = 1.0,
+                          reference_errors=None) -> TrainingSet:
     """Simulate radiographs and turn their candidates and defects into a TrainingSet.
 
     Background candidates are kept with probability `negative_fraction` (seeded per image;
     the trainer weights them up by its inverse), defect candidates always.
+    `reference_errors` (AcquisitionErrors): learn from the residual against each part's
+    registered model (detector_reference.reference_front_end, as 'cnn+reference' inspects),
+    the acquisitions straying by these errors; a radiograph whose registration is not
+    trusted is used with the image-only front end, as at inspection. None: the image-only
+    front end ('cnn').
     `cache`: optional .npz path reused when it holds the same set (same arguments).
     """
     from tqdm import tqdm
@@ -157,22 +168,32 @@ def simulate_training_set(n_images: int, seed_base: int, size_px: int,
         PATCH_VERSION, FrontEndParams, compute_front_end, extract_patches, find_candidates)
     from humanoid_inspection.xray.detector import mm_per_px
     from humanoid_inspection.xray.detector_cnn import BOX_LOG_OFFSET
+    from humanoid_inspection.xray.detector_reference import reference_front_end
     from humanoid_inspection.xray.metrics import VISIBLE_CONTRAST
+    from humanoid_inspection.xray.reference import PartReference
 
     params = params or FrontEndParams()
     key = (f'v{PATCH_VERSION}-r{REFINE_VERSION}-{n_images}-{seed_base}-{size_px}-'
            f'{defect_probability}-{VISIBLE_CONTRAST}-{negative_fraction}-'
            f'{sorted(params.__dict__.items())}')
+    if reference_errors is not None:
+        key += f'-reference{reference_errors}'
     if cache is not None and Path(cache).is_file():
         data = np.load(cache)
         if str(data['key']) == key:
             return TrainingSet(*(data[name] for name in TrainingSet._fields))
     patches, labels, boxes, refine = [], [], [], []
-    radiographs = training_radiographs(n_images, seed_base, size_px, defect_probability)
-    for seed, rad in tqdm(radiographs, total=n_images, desc='simulate', disable=not progress,
-                          file=sys.stdout):
+    radiographs = training_radiographs(n_images, seed_base, size_px, defect_probability,
+                                       reference_errors)
+    untrusted = 0
+    for seed, rad, part, config in tqdm(radiographs, total=n_images, desc='simulate',
+                                        disable=not progress, file=sys.stdout):
         fe = compute_front_end(rad.image, mm_per_px(rad.pixel_pitch_mm, rad.magnification),
                                params)
+        if reference_errors is not None:
+            referenced = reference_front_end(fe, PartReference(part, config, params))[0]
+            untrusted += referenced is None
+            fe = fe if referenced is None else referenced
         xs, ys, _ = find_candidates(fe.z, params.peak_threshold, params.nms_px,
                                     params.max_candidates)
         lab, box = label_candidates(fe, xs, ys, rad.truth, VISIBLE_CONTRAST)
@@ -188,6 +209,9 @@ def simulate_training_set(n_images: int, seed_base: int, size_px: int,
         refine.append([np.concatenate([a, b]) for a, b in zip(from_truth, from_candidates)])
     out = TrainingSet(np.concatenate(patches), np.concatenate(labels), np.concatenate(boxes),
                       *(np.concatenate([r[k] for r in refine]) for k in range(4)))
+    if untrusted:
+        print(f'xray-train: {untrusted} of {n_images} radiographs used without the reference '
+              '(registration failed or untrusted)', file=sys.stderr)
     if cache is not None:
         np.savez(cache, key=np.array(key), **out._asdict())
     return out
@@ -284,9 +308,11 @@ def train(args) -> dict:
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     params = FrontEndParams()
+    errors = reference_errors(args)
     data = simulate_training_set(
         args.images, args.seed_base, args.size, args.defect_probability, params,
-        progress=not args.quiet, cache=args.cache, negative_fraction=args.negatives)
+        progress=not args.quiet, cache=args.cache, negative_fraction=args.negatives,
+        reference_errors=errors)
     patches, labels, boxes = data.patches, data.labels, data.boxes
     t_sim = time.perf_counter() - t0
     used = np.nonzero(labels != IGNORE)[0]
@@ -330,6 +356,7 @@ def train(args) -> dict:
             'used': int(len(used)), 'positives': n_pos,
             'final_loss': float(np.mean(losses[-100:])) if losses else float('nan'),
             'refine_epochs': args.refine_epochs, 'refine_width': args.refine_width,
+            'reference': None if errors is None else asdict(errors),
             **refine_meta,
             'simulate_s': round(t_sim, 1), 'total_s': round(t_total, 1),
             'threads': args.threads, 'parameters': count_parameters(model),
@@ -337,6 +364,15 @@ def train(args) -> dict:
     model.eval()
     return write_weights(args.out, lambda path: save_model(model, path, meta, params, refiner),
                          meta)
+
+
+def reference_errors(args):
+    """The AcquisitionErrors of a --reference training, or None (image-only)."""
+    from humanoid_inspection.xray.acquisition_errors import AcquisitionErrors
+    if not args.reference:
+        return None
+    return AcquisitionErrors(args.pose_error_mm, args.pose_error_deg, args.kv_error,
+                             args.scale_error)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -362,6 +398,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help='epochs of the box refiner (box_refiner.py; 0: none)')
     ap.add_argument('--refine-width', type=int, default=32,
                     help='first convolution width of the box refiner')
+    ap.add_argument('--reference', action='store_true',
+                    help="learn from the residuals against each part's registered model "
+                    "(what 'cnn+reference' inspects) instead of the image-only front end")
+    ap.add_argument('--pose-error-mm', type=float, default=0.0,
+                    help='with --reference: the part lies up to this far (x, y) off the '
+                    "fixture's origin (as xray-eval's)")
+    ap.add_argument('--pose-error-deg', type=float, default=0.0,
+                    help='with --reference: and turned up to this far about the beam')
+    ap.add_argument('--kv-error', type=float, default=0.0,
+                    help='with --reference: the tube voltage strays up to this fraction')
+    ap.add_argument('--scale-error', type=float, default=0.0,
+                    help="with --reference: each casting is up to this fraction off its "
+                    "model's size")
     add_run_options(ap, threads=1, cached='simulated candidates')
     return ap
 
@@ -392,6 +441,17 @@ def main(argv=None) -> int:
         return 2
     if args.size < 64:
         print('xray-train: --size must be at least 64 px', file=sys.stderr)
+        return 2
+    try:
+        errors = reference_errors(args)
+        if errors is not None:
+            errors.validate()
+    except ValueError as exc:
+        print(f'xray-train: {exc}', file=sys.stderr)
+        return 2
+    if errors is None and any((args.pose_error_mm, args.pose_error_deg, args.kv_error,
+                               args.scale_error)):
+        print('xray-train: the acquisition errors apply to --reference only', file=sys.stderr)
         return 2
     summary = train(args)
     print(json.dumps(summary, indent=2))
