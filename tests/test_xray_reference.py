@@ -13,7 +13,7 @@ from humanoid_inspection import cli
 from humanoid_inspection.xray.candidates import compute_front_end
 from humanoid_inspection.xray.detector import make_detector
 from humanoid_inspection.xray.detector_cnn import SURE_SCORE, CnnDetector
-from humanoid_inspection.xray.detector_reference import ReferenceDetector
+from humanoid_inspection.xray.detector_reference import TRUST_CORRELATION, ReferenceDetector
 from humanoid_inspection.xray.metrics import iou_matrix
 from humanoid_inspection.xray.phantoms import generate_part, scaled_part
 from humanoid_inspection.xray.reference import (
@@ -208,6 +208,14 @@ def test_reference_detector_refuses_what_it_cannot_compare():
     strict = ReferenceDetector(cnn, PartReference(part, config), fallback=False)
     with pytest.raises(ValueError, match='wrong part'):
         strict.detect(hub.image, hub.pixel_pitch_mm, hub.magnification)
+    # a housing turned 180 deg in the fixture registers the wrong way round at ECC
+    # correlation 0.992: not trusted (it was at 0.99: 37 false alarms at 1024 px)
+    housing = generate_part('housing', 7002, defect_probability=0.0)
+    turned = simulate_radiograph(housing, config, pose=fixture_pose(0.0, 0.0, 180.0), seed=1)
+    upside = ReferenceDetector(cnn, PartReference(housing, config))
+    upside.detect(turned.image, turned.pixel_pitch_mm, turned.magnification)
+    assert 0.99 < upside.last_estimate.correlation < TRUST_CORRELATION
+    assert 'trusted from 0.995' in upside.last_fallback and upside.last_front_end is None
     with pytest.raises(ValueError, match='trust_correlation must lie in'):
         ReferenceDetector(cnn, PartReference(part, config), trust_correlation=0.5)
     with pytest.raises(ValueError, match="cannot run on a reference: it has no front end"):
