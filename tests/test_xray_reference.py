@@ -262,3 +262,45 @@ def test_eval_refuses_bad_acquisition_errors_and_reference_on_real_images(tmp_pa
     with pytest.raises(ValueError, match='synthetic data only'):
         item_detector('cnn+reference', {'name': 'C0001/x.png', 'image': np.zeros((64, 64))})
     assert item_detector('cnn', {}) == 'cnn'
+    # --reference-weights / --reference-min-peak: 'cnn+reference' only, existing weights
+    assert cli.main(['xray-eval', '--images', '1', '--detectors', 'cnn', '--quiet',
+                     '--reference-min-peak', '3', '--out', str(tmp_path / 'b')]) == 2
+    assert "apply to 'cnn+reference' only, not to 'cnn'" in capsys.readouterr().err
+    assert cli.main(['xray-eval', '--images', '1', '--detectors', 'cnn+reference', '--quiet',
+                     '--reference-weights', str(tmp_path / 'none.pt'),
+                     '--out', str(tmp_path / 'c')]) == 2
+    assert 'none.pt' in capsys.readouterr().err
+
+
+def test_cnn_reference_runs_the_reference_trained_network_and_falls_back_to_the_image_only():
+    """'cnn+reference' judges residuals against the model with the PatchNet trained on them
+    (REFERENCE_WEIGHTS, candidates from REFERENCE_MIN_PEAK); a radiograph the reference is
+    not used for goes to the image-only 'cnn', never to the reference-trained network."""
+    from humanoid_inspection.xray.detector_reference import (
+        REFERENCE_MIN_PEAK, REFERENCE_WEIGHTS, reference_base)
+    from humanoid_inspection.xray.evaluate_cli import item_detector, reference_base_detector
+    from humanoid_inspection.xray.pipeline import get_detector
+    base = reference_base('cnn')
+    assert reference_base('default') is base and reference_base('cnn') is base
+    assert base.params.peak_threshold == REFERENCE_MIN_PEAK
+    assert base.model.meta['reference'] == {'mm': 1.0, 'deg': 1.0, 'kv': 0.02, 'scale': 0.003}
+    cnn = get_detector('cnn')
+    assert cnn.params.peak_threshold == 3.5 and 'reference' not in cnn.model.meta
+    assert reference_base('classical') is get_detector('classical')
+    config = XraySimConfig.for_size(256)
+    part = generate_part('bracket', 2, defect_probability=0.0)
+    item = {'part_model': part, 'config': config}
+    detector = item_detector('cnn+reference', item)
+    assert detector.base is base and detector.image_only is cnn
+    hub = simulate_radiograph(generate_part('hub', 9, defect_probability=1.0), config, seed=1)
+    found = detector.detect(hub.image, hub.pixel_pitch_mm, hub.magnification)
+    assert 'wrong part' in detector.last_fallback
+    plain = cnn.detect(hub.image, hub.pixel_pitch_mm, hub.magnification)
+    assert plain and [(d.box_xyxy, d.confidence) for d in found] == \
+        [(d.box_xyxy, d.confidence) for d in plain]
+    # xray-eval's options build another base: the image-only weights at their own threshold
+    other = reference_base_detector('cnn+reference', weights=str(
+        REFERENCE_WEIGHTS.parent / 'adr_patchnet.pt'))
+    assert other.params.peak_threshold == 3.5 and 'reference' not in other.model.meta
+    assert reference_base_detector('cnn+reference') is None
+    assert reference_base_detector('cnn+reference', min_peak=3.0).params.peak_threshold == 3.0

@@ -4,17 +4,21 @@
 the base detector's front end is computed as usual, the part's pose is found by rendering and
 registering its sound model, and the base detector then runs on the front end whose
 background is that reference (reference.front_end_with_reference). The base detector must
-work on a front end (`params`, `detect_on_front_end`): 'cnn' does.
+work on a front end (`params`, `detect_on_front_end`): 'cnn' does. `reference_base('cnn')`
+is the 'cnn' trained against references (REFERENCE_WEIGHTS), the base of 'cnn+reference'.
 
 A reference that does not fit is worse than none: where the registration fails or its ECC
 correlation stays below `trust_correlation` (a part that is not what its model says, or
-that the 2-D registration cannot follow), the base detector runs on the image-only front end
-instead, and `last_fallback` says why (None when the reference was used).
+that the 2-D registration cannot follow), the `image_only` detector (default: the base)
+runs on the image-only front end instead, and `last_fallback` says why (None when the
+reference was used).
 
 No ROS imports.
 """
 
-from typing import List, Optional, Tuple
+import threading
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -25,6 +29,15 @@ from humanoid_inspection.xray.reference import (
     front_end_with_reference)
 
 
+# PatchNet and box refiner trained against registered references (xray-train --reference,
+# docs/xray_inspection.md "Eighth round"): the base of 'cnn+reference'
+REFERENCE_WEIGHTS = Path(__file__).resolve().parent / 'models' / 'adr_patchnet_reference.pt'
+# its lowest candidate |z| (the threshold it was trained with). Chosen on validation (90
+# strayed radiographs, 3.5 / 3.0 / 2.5: AP50 0.643 / 0.652 / 0.668, recall >= 1 mm at <= 0.2
+# false alarms per image 0.847 / 0.847 / 0.856)
+REFERENCE_MIN_PEAK = 2.5
+_BASES: Dict[str, object] = {}
+_BASES_LOCK = threading.Lock()
 # every right registration measured so far ends at >= 0.9989 (240 strayed radiographs: >=
 # 0.9995; the cell's placements, bench/bench_xray_cell_reference.py: >= 0.99889); a housing
 # turned 180 deg ends at 0.9914-0.9917, registered upside down (37 false alarms)
@@ -47,10 +60,13 @@ class ReferenceDetector:
         params: ReferenceParams.
         trust_correlation: the lowest ECC correlation of the last registration at which the
             reference is used.
-        fallback: run the base detector on the image-only front end where the reference is
+        fallback: run `image_only` on the image-only front end where the reference is
             not used (True), or raise ValueError (False).
         sure_z: candidates with |z| >= this against the reference are reported even when
             the base detector's network calls them background (None: never).
+        image_only: the detector (with a front end) that inspects a radiograph the
+            reference is not used for (None: `base`); where `base` was trained against
+            references (reference_base), the image-only 'cnn' is the one for that.
 
     Attributes:
         last_estimate: the PoseEstimate of the latest radiograph (None before the first or
@@ -62,10 +78,13 @@ class ReferenceDetector:
     def __init__(self, base, reference: PartReference, initial_pose: Optional[np.ndarray]
                  = None, params: ReferenceParams = ReferenceParams(),
                  trust_correlation: float = TRUST_CORRELATION, fallback: bool = True,
-                 sure_z: Optional[float] = SURE_Z):
-        if not hasattr(base, 'detect_on_front_end') or not hasattr(base, 'params'):
-            raise ValueError(f"detector '{getattr(base, 'name', base)}' cannot run on a "
-                             "reference: it has no front end ('cnn' has)")
+                 sure_z: Optional[float] = SURE_Z, image_only=None):
+        image_only = base if image_only is None else image_only
+        for detector in (base, image_only):
+            if not hasattr(detector, 'detect_on_front_end') or not hasattr(detector, 'params'):
+                raise ValueError(f"detector '{getattr(detector, 'name', detector)}' cannot "
+                                 "run on a reference: it has no front end ('cnn' has)")
+        self.image_only = image_only
         params.validate()
         if not params.min_correlation <= trust_correlation < 1.0:
             raise ValueError(f'trust_correlation must lie in [{params.min_correlation}, 1), '
@@ -105,7 +124,7 @@ class ReferenceDetector:
                 if not self.fallback:
                     raise ValueError(why)
                 self.last_fallback = why
-                return self.base.detect_on_front_end(fe, mmpp, should_cancel)
+                return self.image_only.detect_on_front_end(fe, mmpp, should_cancel)
             self.last_front_end = referenced
             return self.base.detect_on_front_end(referenced, mmpp, should_cancel,
                                                  sure_z=self.sure_z)
@@ -137,3 +156,24 @@ def reference_front_end(fe: FrontEnd, reference: PartReference,
                                 f'{estimate.correlation:.4f} only (trusted from '
                                 f'{trust_correlation})')
     return front_end_with_reference(fe, estimate.log_reference, params), estimate, None
+
+
+def reference_base(name: str = 'default'):
+    """The base detector '<name>+reference' runs on: for 'cnn' (and 'default', which is
+    'cnn') the PatchNet trained against registered references (REFERENCE_WEIGHTS) with its
+    candidate threshold REFERENCE_MIN_PEAK, built once per process; any other name is the
+    pipeline's detector of that name (ReferenceDetector refuses one without a front end).
+
+    Raises:
+        ValueError: an unknown detector name. FileNotFoundError: the weights are missing.
+    """
+    from humanoid_inspection.xray.detector import DEFAULT_DETECTOR
+    key = DEFAULT_DETECTOR if name in ('', 'default') else name
+    if key != 'cnn':
+        from humanoid_inspection.xray.pipeline import get_detector
+        return get_detector(key)
+    with _BASES_LOCK:
+        if key not in _BASES:
+            from humanoid_inspection.xray.detector_cnn import CnnDetector
+            _BASES[key] = CnnDetector(weights=REFERENCE_WEIGHTS, min_peak=REFERENCE_MIN_PEAK)
+        return _BASES[key]

@@ -193,32 +193,36 @@ def write_pod_figure(outcomes: dict, path: Path, title: str) -> None:
 
 def item_detector(detector_name: str, item: dict, reference_base=None):
     """What inspects one item: the detector's name, or for '<base>+reference' a
-    ReferenceDetector of the pipeline's <base> detector (or of `reference_base`, a detector
-    object) and the item's part model.
+    ReferenceDetector of detector_reference.reference_base(<base>) (or of `reference_base`,
+    a detector object) and the item's part model.
 
     Raises:
         ValueError: a '+reference' detector on an item without a part model (real images).
     """
     if not detector_name.endswith(REFERENCE_SUFFIX):
         return detector_name
-    from humanoid_inspection.xray.detector_reference import ReferenceDetector
-    from humanoid_inspection.xray.pipeline import get_detector
+    from humanoid_inspection.xray import detector_reference
     from humanoid_inspection.xray.reference import PartReference
     if 'part_model' not in item:
         raise ValueError(f"'{detector_name}' compares each radiograph with its part's model: "
                          'synthetic data only')
-    base = reference_base or get_detector(detector_name[:-len(REFERENCE_SUFFIX)])
-    return ReferenceDetector(base, PartReference(item['part_model'], item['config'],
-                                                 getattr(base, 'params', None)))
+    from humanoid_inspection.xray.pipeline import get_detector
+    name = detector_name[:-len(REFERENCE_SUFFIX)]
+    base = reference_base or detector_reference.reference_base(name)
+    return detector_reference.ReferenceDetector(
+        base, PartReference(item['part_model'], item['config'], getattr(base, 'params', None)),
+        image_only=get_detector(name))
 
 
 def reference_base_detector(detector_name: str, weights=None, min_peak=None):
     """The base detector of a '<base>+reference' name built with other weights or another
     lowest candidate |z| (xray-eval --reference-weights / --reference-min-peak), or None
-    when neither is given (the pipeline's own <base> detector is used).
+    when neither is given (detector_reference.reference_base is used). Without weights the
+    reference-trained ones (REFERENCE_WEIGHTS); without min_peak REFERENCE_MIN_PEAK for
+    those, detector_cnn.MIN_PEAK for any other weights (e.g. the image-only 'cnn' ones).
 
     Raises:
-        ValueError: options for a detector that takes none, a missing weights file.
+        ValueError: options for a detector that takes none. FileNotFoundError: no weights.
     """
     if weights is None and min_peak is None:
         return None
@@ -228,7 +232,12 @@ def reference_base_detector(detector_name: str, weights=None, min_peak=None):
         raise ValueError('--reference-weights and --reference-min-peak apply to '
                          f"'cnn+reference' only, not to '{detector_name}'")
     from humanoid_inspection.xray.detector_cnn import MIN_PEAK, CnnDetector
-    return CnnDetector(weights=weights, min_peak=MIN_PEAK if min_peak is None else min_peak)
+    from humanoid_inspection.xray.detector_reference import (
+        REFERENCE_MIN_PEAK, REFERENCE_WEIGHTS)
+    if min_peak is None:
+        min_peak = REFERENCE_MIN_PEAK if weights is None else MIN_PEAK
+    return CnnDetector(weights=REFERENCE_WEIGHTS if weights is None else weights,
+                       min_peak=min_peak)
 
 
 def pose_error_summary(estimates) -> dict:
@@ -492,10 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "its model's (0.003: +-0.3 %%, die-casting shrinkage)")
     ap.add_argument('--reference-weights', default=None,
                     help="'cnn+reference': PatchNet weights of its base detector (default: "
-                    "the committed 'cnn' weights), e.g. from xray-train --reference")
+                    'detector_reference.REFERENCE_WEIGHTS, from xray-train --reference)')
     ap.add_argument('--reference-min-peak', type=float, default=None,
                     help="'cnn+reference': lowest |z| of a candidate shown to its network "
-                    '(default: detector_cnn.MIN_PEAK)')
+                    '(default: detector_reference.REFERENCE_MIN_PEAK with the default '
+                    'weights, detector_cnn.MIN_PEAK with others)')
     ap.add_argument('--root', default=None, help='gdxray: folder holding Castings/')
     ap.add_argument('--annotations', default=None,
                     help='gdxray: CSV series,image,x1,y1,x2,y2 '
