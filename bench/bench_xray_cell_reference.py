@@ -54,6 +54,7 @@ def placements(sim, mode: str, offset_mm: float, seed: int):
 def measure(sim, station, part_id: str, dx: float, dy: float, yaw_deg: float, base) -> dict:
     """Place, settle, acquire, register; one row of figures."""
     from humanoid_inspection.sim.factory import place_in_fixture
+    from humanoid_inspection.xray.detector_reference import reference_base
     from humanoid_inspection.xray.part_models import reference_detector
     from humanoid_inspection.xray.simulator import pose_yaw
     home = sim.part_pose(part_id)
@@ -64,7 +65,8 @@ def measure(sim, station, part_id: str, dx: float, dy: float, yaw_deg: float, ba
     sim.set_part_pose(part_id, home[:3, 3], pose_yaw(home))      # back to its slot
     sim.step(int(0.1 / sim.timestep))
     rad = acq.radiograph
-    detector = reference_detector(part_id, base, station.config)
+    detector = reference_detector(part_id, reference_base('cnn'), station.config,
+                                  image_only=base)
     t = time.perf_counter()
     detector.detect(rad.image, rad.pixel_pitch_mm, rad.magnification)
     seconds = time.perf_counter() - t

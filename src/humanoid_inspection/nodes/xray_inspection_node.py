@@ -88,7 +88,7 @@ class XrayInspectionNode(Node):
             self.detector = get_detector(self.p['detector'])
         except (ValueError, OSError) as exc:
             raise StartupError(f'xray_inspection: {exc}') from exc
-        self.references = self.cell = None
+        self.references = self.cell = self.reference_base = None
         if self.p['reference_model']:
             self._setup_reference()
         self.group = ReentrantCallbackGroup()
@@ -111,6 +111,7 @@ class XrayInspectionNode(Node):
         """Check that the detector can run on a reference and that the station's settings
         are valid (the cell file read when a distance is 0). Raises StartupError."""
         from humanoid_inspection.cell_geometry import load_cell
+        from humanoid_inspection.xray.detector_reference import reference_base
         from humanoid_inspection.xray.part_models import ReferenceCache
         if not hasattr(self.detector, 'detect_on_front_end'):
             raise StartupError(f"xray_inspection: reference_model needs a detector with a "
@@ -119,6 +120,10 @@ class XrayInspectionNode(Node):
             if not (self.p['source_to_object_mm'] and self.p['source_to_detector_mm']):
                 self.cell = load_cell(self.p['cell_file'] or None)
             config = self._station_config((1024, 1024), self.p['default_pixel_pitch_mm'])
+        except (ValueError, OSError) as exc:
+            raise StartupError(f'xray_inspection: reference_model: {exc}') from exc
+        try:       # the network trained against references ('cnn'), loaded before goals
+            self.reference_base = reference_base(self.p['detector'])
         except (ValueError, OSError) as exc:
             raise StartupError(f'xray_inspection: reference_model: {exc}') from exc
         self.references = ReferenceCache(self.p['reference_cache_size'])
@@ -140,7 +145,8 @@ class XrayInspectionNode(Node):
             return self.detector, None
         try:
             config = self._station_config(image.shape[:2], pitch)
-            return reference_detector(part_id, self.detector, config, self.references), None
+            return reference_detector(part_id, self.reference_base, config, self.references,
+                                      image_only=self.detector), None
         except ValueError as exc:
             return self.detector, f'no model: {exc}'
 
