@@ -272,6 +272,7 @@ class XrayInspectionNode(Node):
     def _reference_outcome(self, part_id, detector, outcome):
         """Name what ran, split the registration's time off 'detect', log the registration;
         return why the model was not used (None when it was)."""
+        from humanoid_inspection.xray.simulator import pose_yaw
         est = detector.last_estimate
         if est is not None and 'detect' in outcome.stage_times_s:
             times = outcome.stage_times_s
@@ -282,14 +283,14 @@ class XrayInspectionNode(Node):
             if 'grade' in times:                  # keep the pipeline's order
                 outcome.stage_times_s['grade'] = outcome.stage_times_s.pop('grade')
             x, y = est.pose[0, 3], est.pose[1, 3]
-            yaw = math.degrees(math.atan2(est.pose[1, 0], est.pose[0, 0]))
+            yaw = math.degrees(pose_yaw(est.pose))
             self.get_logger().info(
                 f'{part_id}: registered to its model: ECC correlation {est.correlation:.5f}, '
                 f'part at ({x:.2f}, {y:.2f}) mm, yaw {yaw:.2f} deg, scale {est.scale:.5f}, '
                 f'{est.seconds:.2f} s')
         if detector.last_fallback is None:
             return None
-        outcome.detector = detector.base.name
+        outcome.detector = detector.image_only.name
         self.get_logger().warning(f'{part_id}: model not used: {detector.last_fallback}')
         return f'reference not used: {detector.last_fallback}'
 

@@ -53,3 +53,25 @@ class AcquisitionErrors:
         pose, acquisition, part_scale = self.draw(seed, config)
         cast = part if part_scale == 1.0 else scaled_part(part, part_scale)
         return simulate_radiograph(cast, acquisition, pose=pose, seed=seed), pose, part_scale
+
+
+def add_error_options(ap, scope: str) -> None:
+    """--pose-error-mm, --pose-error-deg, --kv-error and --scale-error (0: none) on the
+    argparse parser `ap`; `scope` opens each help ('synthetic', 'with --reference')."""
+    ap.add_argument('--pose-error-mm', type=float, default=0.0,
+                    help=f'{scope}: each part lies up to this far (x and y, mm) from the '
+                    "fixture's origin (uniform, seeded by the part)")
+    ap.add_argument('--pose-error-deg', type=float, default=0.0,
+                    help=f'{scope}: and is turned up to this far about the beam axis')
+    ap.add_argument('--kv-error', type=float, default=0.0,
+                    help=f'{scope}: the tube voltage strays up to this fraction from the '
+                    'nominal one (0.02: +-2 %%)')
+    ap.add_argument('--scale-error', type=float, default=0.0,
+                    help=f"{scope}: each casting's size strays up to this fraction from "
+                    "its model's (0.003: +-0.3 %%, die-casting shrinkage)")
+
+
+def errors_from_args(args) -> AcquisitionErrors:
+    """The AcquisitionErrors of options added by add_error_options (not validated)."""
+    return AcquisitionErrors(args.pose_error_mm, args.pose_error_deg, args.kv_error,
+                             args.scale_error)

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from humanoid_inspection.xray.acquisition_errors import AcquisitionErrors
+from humanoid_inspection.xray.acquisition_errors import (
+    AcquisitionErrors, add_error_options, errors_from_args)
 
 HELD_OUT_SEED_BASE = 100000
 REFERENCE_SUFFIX = '+reference'
@@ -488,17 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--mas', type=float, default=None,
                     help='synthetic: exposure in mA s per radiograph (default: the '
                     "simulator's, 2); the same parts at another dose")
-    ap.add_argument('--pose-error-mm', type=float, default=0.0,
-                    help='synthetic: each part lies up to this far (x and y, mm) from the '
-                    "fixture's origin (uniform, seeded by the part)")
-    ap.add_argument('--pose-error-deg', type=float, default=0.0,
-                    help='synthetic: and is turned up to this far about the beam axis')
-    ap.add_argument('--kv-error', type=float, default=0.0,
-                    help='synthetic: the tube voltage strays up to this fraction from the '
-                    'nominal one (0.02: +-2 %%)')
-    ap.add_argument('--scale-error', type=float, default=0.0,
-                    help="synthetic: each casting's size strays up to this fraction from "
-                    "its model's (0.003: +-0.3 %%, die-casting shrinkage)")
+    add_error_options(ap, 'synthetic')
     ap.add_argument('--reference-weights', default=None,
                     help="'cnn+reference': PatchNet weights of its base detector (default: "
                     'detector_reference.REFERENCE_WEIGHTS, from xray-train --reference)')
@@ -527,8 +518,7 @@ def main(argv=None) -> int:
     for name in names:
         if args.dataset == 'synthetic':
             try:
-                errors = AcquisitionErrors(args.pose_error_mm, args.pose_error_deg,
-                                           args.kv_error, args.scale_error)
+                errors = errors_from_args(args)
                 items = list(synthetic_items(args.images, args.seed_base, args.size,
                                              args.mas, errors)) if not results else items
             except ValueError as exc:

@@ -22,6 +22,14 @@ The committed weights (docs/xray_inspection.md gives the time they took):
     humanoid-inspection xray-train --images 1200 --epochs 16 --width 24 --refine-width 32 \
         --refine-epochs 60 --out src/humanoid_inspection/xray/models/adr_patchnet.pt
 
+`--reference` trains the base of 'cnn+reference' instead: the candidates are those of the
+residual against each part's registered sound model (detector_reference.reference_front_end),
+the acquisitions straying by --pose-error-mm/-deg, --kv-error and --scale-error as xray-eval's
+do. The committed ones (detector_reference.REFERENCE_WEIGHTS):
+    humanoid-inspection xray-train --reference --pose-error-mm 1 --pose-error-deg 1 \
+        --kv-error 0.02 --scale-error 0.003 --images 600 --negatives 1.0 --epochs 60 \
+        --out src/humanoid_inspection/xray/models/adr_patchnet_reference.pt
+
 `--model seg` trains the dense SegNet detector instead (train_seg.py, its own options), and
 `--model unet` the previous TinyUNet detector (train_unet.py, its own options).
 """
@@ -368,15 +376,13 @@ def train(args) -> dict:
 
 def reference_errors(args):
     """The AcquisitionErrors of a --reference training, or None (image-only)."""
-    from humanoid_inspection.xray.acquisition_errors import AcquisitionErrors
-    if not args.reference:
-        return None
-    return AcquisitionErrors(args.pose_error_mm, args.pose_error_deg, args.kv_error,
-                             args.scale_error)
+    from humanoid_inspection.xray.acquisition_errors import errors_from_args
+    return errors_from_args(args) if args.reference else None
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
+    from humanoid_inspection.xray.acquisition_errors import add_error_options
     from humanoid_inspection.xray.detector_cnn import DEFAULT_WEIGHTS
     ap = training_parser('humanoid-inspection xray-train', __doc__, DEFAULT_WEIGHTS, 1200, 1.0)
     ap.add_argument('--model', choices=('patch', 'seg', 'unet'), default='patch',
@@ -401,16 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--reference', action='store_true',
                     help="learn from the residuals against each part's registered model "
                     "(what 'cnn+reference' inspects) instead of the image-only front end")
-    ap.add_argument('--pose-error-mm', type=float, default=0.0,
-                    help='with --reference: the part lies up to this far (x, y) off the '
-                    "fixture's origin (as xray-eval's)")
-    ap.add_argument('--pose-error-deg', type=float, default=0.0,
-                    help='with --reference: and turned up to this far about the beam')
-    ap.add_argument('--kv-error', type=float, default=0.0,
-                    help='with --reference: the tube voltage strays up to this fraction')
-    ap.add_argument('--scale-error', type=float, default=0.0,
-                    help="with --reference: each casting is up to this fraction off its "
-                    "model's size")
+    add_error_options(ap, 'with --reference')
     add_run_options(ap, threads=1, cached='simulated candidates')
     return ap
 
