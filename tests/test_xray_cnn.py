@@ -169,6 +169,20 @@ def test_train_cli_refuses_bad_arguments(capsys):
     assert 'apply to --reference only' in capsys.readouterr().err
     assert cli.main(['xray-train', '--reference', '--kv-error', '-0.1']) == 2
     assert 'acquisition errors must lie' in capsys.readouterr().err
+    assert cli.main(['xray-train', '--workers', '0']) == 2
+    assert '--workers must be positive' in capsys.readouterr().err
+
+
+def test_worker_processes_make_the_same_training_set():
+    """Each radiograph is seeded on its own: two worker processes give the set one makes,
+    in the same order (so the same weights)."""
+    one = simulate_training_set(3, 0, 384, 1.0, progress=False, negative_fraction=0.5)
+    two = simulate_training_set(3, 0, 384, 1.0, progress=False, negative_fraction=0.5,
+                                workers=2)
+    for name in one._fields:
+        assert np.array_equal(getattr(one, name), getattr(two, name)), name
+    with pytest.raises(ValueError, match='workers must be >= 1'):
+        simulate_training_set(1, 0, 384, 1.0, progress=False, workers=0)
 
 
 def test_training_against_the_reference_learns_from_residuals_without_part_structure():

@@ -35,6 +35,7 @@ do. The committed ones (detector_reference.REFERENCE_WEIGHTS):
 """
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -112,22 +113,28 @@ def label_candidates(fe, xs, ys, truth, visible_contrast: float):
     return labels, box
 
 
-def training_radiographs(n_images: int, seed_base: int, size_px: int,
-                         defect_probability: float, errors=None):
-    """Yield (part seed, Radiograph, part model, nominal XraySimConfig) of the training set:
-    part seeds seed_base + i, families in turn (phantoms.PART_FAMILIES), the simulator's noise
-    seeded with the part seed. `errors` (AcquisitionErrors): acquisitions that stray from the
-    nominal one as xray-eval's do (None: every part at the fixture's origin, as modelled)."""
+def training_radiograph(i: int, seed_base: int, size_px: int, defect_probability: float,
+                        errors=None):
+    """(part seed, Radiograph, part model, nominal XraySimConfig) of the i-th training
+    radiograph: part seed seed_base + i, family PART_FAMILIES[i mod 3], the simulator's noise
+    seeded with the part seed. `errors` (AcquisitionErrors): an acquisition that strays from
+    the nominal one as xray-eval's do (None: the part at the fixture's origin, as modelled)."""
     from humanoid_inspection.xray.phantoms import PART_FAMILIES, generate_part
     from humanoid_inspection.xray.simulator import XraySimConfig, simulate_radiograph
     config = XraySimConfig.for_size(size_px)
+    seed = seed_base + i
+    family = PART_FAMILIES[i % len(PART_FAMILIES)]
+    part = generate_part(family, seed, defect_probability=defect_probability)
+    rad = simulate_radiograph(part, config, seed=seed) if errors is None else \
+        errors.radiograph(part, config, seed)[0]
+    return seed, rad, part, config
+
+
+def training_radiographs(n_images: int, seed_base: int, size_px: int,
+                         defect_probability: float, errors=None):
+    """Yield training_radiograph(i, ...) for i in 0..n_images-1."""
     for i in range(n_images):
-        seed = seed_base + i
-        family = PART_FAMILIES[i % len(PART_FAMILIES)]
-        part = generate_part(family, seed, defect_probability=defect_probability)
-        rad = simulate_radiograph(part, config, seed=seed) if errors is None else \
-            errors.radiograph(part, config, seed)[0]
-        yield seed, rad, part, config
+        yield training_radiograph(i, seed_base, size_px, defect_probability, errors)
 
 
 class TrainingSet(NamedTuple):
@@ -156,7 +163,7 @@ class TrainingSet(NamedTuple):
 def simulate_training_set(n_images: int, seed_base: int, size_px: int,
                           defect_probability: float, params=None, progress: bool = True,
                           cache=None, negative_fraction: float = 1.0,
-                          reference_errors=None) -> TrainingSet:
+                          reference_errors=None, workers: int = 1) -> TrainingSet:
     """Simulate radiographs and turn their candidates and defects into a TrainingSet.
 
     Background candidates are kept with probability `negative_fraction` (seeded per image;
@@ -166,20 +173,18 @@ def simulate_training_set(n_images: int, seed_base: int, size_px: int,
     the acquisitions straying by these errors; a radiograph whose registration is not
     trusted is used with the image-only front end, as at inspection. None: the image-only
     front end ('cnn').
+    `workers`: processes that simulate radiographs side by side (each radiograph is seeded on
+    its own, so the set is the same for any number).
     `cache`: optional .npz path reused when it holds the same set (same arguments).
     """
     from tqdm import tqdm
 
-    from humanoid_inspection.xray.box_refiner import (
-        REFINE_VERSION, ScaledMaps, candidate_samples, truth_samples)
-    from humanoid_inspection.xray.candidates import (
-        PATCH_VERSION, FrontEndParams, compute_front_end, extract_patches, find_candidates)
-    from humanoid_inspection.xray.detector import mm_per_px
-    from humanoid_inspection.xray.detector_cnn import BOX_LOG_OFFSET
-    from humanoid_inspection.xray.detector_reference import reference_front_end
+    from humanoid_inspection.xray.box_refiner import REFINE_VERSION
+    from humanoid_inspection.xray.candidates import PATCH_VERSION, FrontEndParams
     from humanoid_inspection.xray.metrics import VISIBLE_CONTRAST
-    from humanoid_inspection.xray.reference import PartReference
 
+    if int(workers) < 1:
+        raise ValueError(f'workers must be >= 1, got {workers}')
     params = params or FrontEndParams()
     key = (f'v{PATCH_VERSION}-r{REFINE_VERSION}-{n_images}-{seed_base}-{size_px}-'
            f'{defect_probability}-{VISIBLE_CONTRAST}-{negative_fraction}-'
@@ -190,31 +195,21 @@ def simulate_training_set(n_images: int, seed_base: int, size_px: int,
         data = np.load(cache)
         if str(data['key']) == key:
             return TrainingSet(*(data[name] for name in TrainingSet._fields))
+    job = SampleJob(seed_base, size_px, defect_probability, params, negative_fraction,
+                    reference_errors, VISIBLE_CONTRAST)
     patches, labels, boxes, refine = [], [], [], []
-    radiographs = training_radiographs(n_images, seed_base, size_px, defect_probability,
-                                       reference_errors)
     untrusted = 0
-    for seed, rad, part, config in tqdm(radiographs, total=n_images, desc='simulate',
-                                        disable=not progress, file=sys.stdout):
-        fe = compute_front_end(rad.image, mm_per_px(rad.pixel_pitch_mm, rad.magnification),
-                               params)
-        if reference_errors is not None:
-            referenced = reference_front_end(fe, PartReference(part, config, params))[0]
-            untrusted += referenced is None
-            fe = fe if referenced is None else referenced
-        xs, ys, _ = find_candidates(fe.z, params.peak_threshold, params.nms_px,
-                                    params.max_candidates)
-        lab, box = label_candidates(fe, xs, ys, rad.truth, VISIBLE_CONTRAST)
-        keep = (lab != 0) | (np.random.default_rng([seed, 11]).random(len(lab)) <
-                             negative_fraction)
-        xs, ys, lab, box = xs[keep], ys[keep], lab[keep], box[keep]
-        patches.append(extract_patches(fe, xs, ys, params.context_factor).astype(np.float16))
-        labels.append(lab)
-        boxes.append(box)
-        maps = ScaledMaps(fe)
-        from_truth = truth_samples(fe, rad.truth, VISIBLE_CONTRAST, maps)
-        from_candidates = candidate_samples(fe, xs, ys, lab, box, BOX_LOG_OFFSET, maps)
-        refine.append([np.concatenate([a, b]) for a, b in zip(from_truth, from_candidates)])
+    with _image_pool(workers) as pool:
+        samples = map(job, range(n_images)) if pool is None else \
+            pool.imap(job, range(n_images), chunksize=1)
+        for p, lab, box, ref, not_referenced in tqdm(
+                samples, total=n_images, desc='simulate', disable=not progress,
+                file=sys.stdout):
+            patches.append(p)
+            labels.append(lab)
+            boxes.append(box)
+            refine.append(ref)
+            untrusted += not_referenced
     out = TrainingSet(np.concatenate(patches), np.concatenate(labels), np.concatenate(boxes),
                       *(np.concatenate([r[k] for r in refine]) for k in range(4)))
     if untrusted:
@@ -223,6 +218,65 @@ def simulate_training_set(n_images: int, seed_base: int, size_px: int,
     if cache is not None:
         np.savez(cache, key=np.array(key), **out._asdict())
     return out
+
+
+class SampleJob(NamedTuple):
+    """What simulate_training_set makes of the i-th radiograph: `job(i)` -> (patches,
+    labels, boxes, refiner samples (4 arrays), whether the reference was not used). A
+    picklable callable, so worker processes can run it."""
+
+    seed_base: int
+    size_px: int
+    defect_probability: float
+    params: object
+    negative_fraction: float
+    reference_errors: object
+    visible_contrast: float
+
+    def __call__(self, i: int):
+        from humanoid_inspection.xray.box_refiner import (
+            ScaledMaps, candidate_samples, truth_samples)
+        from humanoid_inspection.xray.candidates import (
+            compute_front_end, extract_patches, find_candidates)
+        from humanoid_inspection.xray.detector import mm_per_px
+        from humanoid_inspection.xray.detector_cnn import BOX_LOG_OFFSET
+        from humanoid_inspection.xray.detector_reference import reference_front_end
+        from humanoid_inspection.xray.reference import PartReference
+        params = self.params
+        seed, rad, part, config = training_radiograph(
+            i, self.seed_base, self.size_px, self.defect_probability, self.reference_errors)
+        fe = compute_front_end(rad.image, mm_per_px(rad.pixel_pitch_mm, rad.magnification),
+                               params)
+        not_referenced = False
+        if self.reference_errors is not None:
+            referenced = reference_front_end(fe, PartReference(part, config, params))[0]
+            not_referenced = referenced is None
+            fe = fe if referenced is None else referenced
+        xs, ys, _ = find_candidates(fe.z, params.peak_threshold, params.nms_px,
+                                    params.max_candidates)
+        lab, box = label_candidates(fe, xs, ys, rad.truth, self.visible_contrast)
+        keep = (lab != 0) | (np.random.default_rng([seed, 11]).random(len(lab)) <
+                             self.negative_fraction)
+        xs, ys, lab, box = xs[keep], ys[keep], lab[keep], box[keep]
+        patches = extract_patches(fe, xs, ys, params.context_factor).astype(np.float16)
+        maps = ScaledMaps(fe)
+        from_truth = truth_samples(fe, rad.truth, self.visible_contrast, maps)
+        from_candidates = candidate_samples(fe, xs, ys, lab, box, BOX_LOG_OFFSET, maps)
+        refine = [np.concatenate([a, b]) for a, b in zip(from_truth, from_candidates)]
+        return patches, lab, box, refine, not_referenced
+
+
+@contextlib.contextmanager
+def _image_pool(workers: int):
+    """A pool of `workers` processes, or None for 1 (the radiographs are made in this
+    process). Spawned, not forked: a child forked while OpenCV's thread pool was busy in
+    the parent (the registration's ECC) hung in its first OpenCV call."""
+    if int(workers) <= 1:
+        yield None
+        return
+    import multiprocessing
+    with multiprocessing.get_context('spawn').Pool(int(workers)) as pool:
+        yield pool
 
 
 def dihedral(x, box, k: int):
@@ -320,7 +374,7 @@ def train(args) -> dict:
     data = simulate_training_set(
         args.images, args.seed_base, args.size, args.defect_probability, params,
         progress=not args.quiet, cache=args.cache, negative_fraction=args.negatives,
-        reference_errors=errors)
+        reference_errors=errors, workers=args.workers)
     patches, labels, boxes = data.patches, data.labels, data.boxes
     t_sim = time.perf_counter() - t0
     used = np.nonzero(labels != IGNORE)[0]
@@ -408,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="learn from the residuals against each part's registered model "
                     "(what 'cnn+reference' inspects) instead of the image-only front end")
     add_error_options(ap, 'with --reference')
+    ap.add_argument('--workers', type=int, default=1,
+                    help='processes simulating the training radiographs side by side (the '
+                    'training set, so the weights, are the same for any number)')
     add_run_options(ap, threads=1, cached='simulated candidates')
     return ap
 
@@ -426,7 +483,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     option = first_not_positive(args, ('images', 'epochs', 'batch', 'threads', 'width',
-                                       'refine_width'))
+                                       'refine_width', 'workers'))
     if option:
         print(f'xray-train: {option} must be positive', file=sys.stderr)
         return 2
