@@ -111,9 +111,9 @@ class XrayInspectionNode(Node):
         """Check that the detector can run on a reference and that the station's settings
         are valid (the cell file read when a distance is 0). Raises StartupError."""
         from humanoid_inspection.cell_geometry import load_cell
-        from humanoid_inspection.xray.detector_reference import reference_base
+        from humanoid_inspection.xray.detector_reference import has_front_end, reference_base
         from humanoid_inspection.xray.part_models import ReferenceCache
-        if not hasattr(self.detector, 'detect_on_front_end'):
+        if not has_front_end(self.detector):
             raise StartupError(f"xray_inspection: reference_model needs a detector with a "
                                f"front end ('cnn' or 'default'), not '{self.detector.name}'")
         try:

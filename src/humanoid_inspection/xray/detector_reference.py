@@ -50,6 +50,18 @@ TRUST_CORRELATION = 0.995
 SURE_Z = 8.0
 
 
+def has_front_end(detector) -> bool:
+    """Whether `detector` can run on a given front end (`params`, `detect_on_front_end`)."""
+    return hasattr(detector, 'detect_on_front_end') and hasattr(detector, 'params')
+
+
+def require_front_end(detector) -> None:
+    """Raises ValueError when `detector` cannot run on a reference (has_front_end)."""
+    if not has_front_end(detector):
+        raise ValueError(f"detector '{getattr(detector, 'name', detector)}' cannot run on a "
+                         "reference: it has no front end ('cnn' has)")
+
+
 class ReferenceDetector:
     """Detections of `base` on the residual against the part's rendered reference.
 
@@ -80,10 +92,8 @@ class ReferenceDetector:
                  trust_correlation: float = TRUST_CORRELATION, fallback: bool = True,
                  sure_z: Optional[float] = SURE_Z, image_only=None):
         image_only = base if image_only is None else image_only
-        for detector in (base, image_only):
-            if not hasattr(detector, 'detect_on_front_end') or not hasattr(detector, 'params'):
-                raise ValueError(f"detector '{getattr(detector, 'name', detector)}' cannot "
-                                 "run on a reference: it has no front end ('cnn' has)")
+        require_front_end(base)
+        require_front_end(image_only)
         self.image_only = image_only
         params.validate()
         if not params.min_correlation <= trust_correlation < 1.0:

@@ -168,10 +168,9 @@ def reference_detector(part_id: str, base, config: XraySimConfig,
         ValueError: the id names no model, a bad config, or a base detector without a
             front end.
     """
-    from humanoid_inspection.xray.detector_reference import ReferenceDetector
-    if not hasattr(base, 'detect_on_front_end') or not hasattr(base, 'params'):
-        raise ValueError(f"detector '{getattr(base, 'name', base)}' cannot run on a "
-                         "reference: it has no front end ('cnn' has)")
+    from humanoid_inspection.xray.detector_reference import (
+        ReferenceDetector, require_front_end)
+    require_front_end(base)        # before its params build the reference
     cache = cache if cache is not None else ReferenceCache(1)
     reference = cache.get(part_id, config, base.params)
     return ReferenceDetector(base, reference, initial_pose=initial_pose, **kwargs)
