@@ -159,6 +159,12 @@ def test_evaluate_reports_visible_only_figures(tmp_path):
     assert d['n_gt'] == n_ge1 and 0 <= d['n_below_rose'] <= n_ge1
     found = result['operating_point_iou50']['recall_ge_1mm'] * n_ge1 if n_ge1 else 0
     assert d['misses_below_rose'] + d['misses_at_or_above_rose'] == n_ge1 - round(found)
+    # over all defects: every defect counted, and AP50 cannot beat what the detector found
+    every = result['detectability_all']
+    assert every['n_gt'] == n_gt and every['min_size_mm'] == 0.0
+    assert every['n_below_rose'] >= d['n_below_rose']
+    misses = n_gt - round(result['operating_point_iou50']['recall'] * n_gt)
+    assert every['misses_below_rose'] + every['misses_at_or_above_rose'] == misses
     assert (tmp_path / result['pod_figure']).stat().st_size > 1000
     # each pictured miss says how visible it was; a false alarm has no truth to say it of
     assert result['worst_misses'] and all(m['detectability'] >= 0

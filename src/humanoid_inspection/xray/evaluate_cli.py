@@ -129,18 +129,21 @@ def _crop_png(image, box, path: Path, colour):
     cv2.imwrite(str(path), rgb)
 
 
-def detectability_summary(outcomes: dict) -> dict:
-    """What the ideal observer says about the defects >= 1 mm: how many it could see (d' at
-    or above the Rose criterion), so the recall a perfect detector could reach, and the
-    detector's misses split into the ones below and above that line."""
+def detectability_summary(outcomes: dict, min_size_mm: float = 1.0) -> dict:
+    """What the ideal observer says about the defects of at least `min_size_mm` (0: all):
+    how many it could see (d' at or above the Rose criterion), so the recall a perfect
+    detector could be expected to reach, and the detector's misses split into the ones
+    below and above that line. A detector's AP over the same defects cannot exceed its
+    recall, so the ceiling bounds the AP50 too (a detector may still hit a defect below the
+    line by chance: the ceiling is an expectation, not a proof)."""
     from humanoid_inspection.xray import metrics as M
-    big = outcomes['size_mm'] >= 1.0
+    big = outcomes['size_mm'] >= float(min_size_mm)
     d = outcomes['detectability'][big]
     hit = outcomes['hit'][big]
     seen = d >= M.ROSE_DETECTABILITY
     n = int(big.sum())
-    return {'rose_criterion': M.ROSE_DETECTABILITY, 'n_gt': n,
-            'n_below_rose': int((~seen).sum()),
+    return {'rose_criterion': M.ROSE_DETECTABILITY, 'min_size_mm': float(min_size_mm),
+            'n_gt': n, 'n_below_rose': int((~seen).sum()),
             'recall_ceiling': float(seen.mean()) if n else float('nan'),
             'misses_below_rose': int((~seen & ~hit).sum()),
             'misses_at_or_above_rose': int((seen & ~hit).sum()),
@@ -363,6 +366,7 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
     outcomes = M.truth_outcomes(records, min_score, 0.5)
     if np.isfinite(outcomes['detectability']).any():
         result['detectability_ge_1mm'] = detectability_summary(outcomes)
+        result['detectability_all'] = detectability_summary(outcomes, 0.0)
     if grade_parts:
         # 'defective' = any true defect, even one the acceptance table accepts
         result['part_level'] = M.part_level_rates(truth_def, verdicts)
@@ -460,6 +464,12 @@ def write_html(out_dir: Path, results: list, title: str) -> Path:
                     f'perfect detector could reach a recall of {d["recall_ceiling"]:.3f}. '
                     f'Misses: {d["misses_below_rose"]} below it, '
                     f'{d["misses_at_or_above_rose"]} at or above it.</p>')
+            d = r.get('detectability_all')
+            if d:
+                parts.append(
+                    f'<p>Of all {d["n_gt"]} defects, {d["n_below_rose"]} are below it: '
+                    f'recall over all defects, and so AP50, could be expected to reach '
+                    f'{d["recall_ceiling"]:.3f} at most.</p>')
             parts.append(f'<img src="{r["pod_figure"]}">')
         for key, label in (('worst_misses', 'worst misses (green: truth)'),
                            ('worst_false_alarms', 'worst false alarms (red: detection)')):
@@ -572,6 +582,10 @@ def main(argv=None) -> int:
                   f'criterion (d\' < {d["rose_criterion"]:g}), recall ceiling '
                   f'{d["recall_ceiling"]:.3f}; misses {d["misses_below_rose"]} below, '
                   f'{d["misses_at_or_above_rose"]} at or above it')
+        d = r.get('detectability_all')
+        if d:
+            print(f'  all defects: {d["n_below_rose"]} of {d["n_gt"]} below it, recall (and '
+                  f'AP50) ceiling {d["recall_ceiling"]:.3f}')
     summary = {'dataset': args.dataset, 'args': vars(args), 'results': results}
     (out_dir / 'metrics.json').write_text(json.dumps(summary, indent=2, default=float))
     page = write_html(out_dir, results, f'X-ray ADR evaluation ({args.dataset})')
