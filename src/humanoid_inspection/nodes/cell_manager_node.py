@@ -30,6 +30,7 @@ from sensor_msgs.msg import Image
 from humanoid_inspection.cell.cycle import (
     CellServices, CycleConfig, Grasp, Grasps, Inspection, InspectionCycle, MoveOutcome,
     PartSighting, Perception, ServiceUnavailable)
+from humanoid_inspection.cell.handover import SpotLook, take_from_spot
 from humanoid_inspection.cell.places import (approach_axis, object_box_in_base,
                                              object_box_in_grasp, pose_from_quaternion)
 from humanoid_inspection.cell.records import RecordsStore
@@ -599,58 +600,47 @@ class RosCellServices(CellServices):
         """Find the part again on the table spot (perception + affordance) and take it on.
 
         The part rarely lands exactly where it was first grasped (it settles in the fixture
-        and on the table), so it is looked at again rather than grasped blindly.
+        and on the table), and a grasp that closes on nothing can push it: every grasp
+        follows its own look at the spot (cell/handover.py).
         """
         places = self.places()
-        candidates = []
-        why = ''
-        try:
-            seen = self.perceive()
-            # the part's centre was put offset_xy from the grasp point on the spot
-            centre = np.asarray(spot[:2], float) - np.asarray(grasp.offset_xy, float)
-            distances = []
-            for s in seen.sightings:
-                c = s.handle['centre']
-                if c is not None:
-                    distances.append((float(np.hypot(*(c[:2] - centre))), s))
+        # the part's centre was put offset_xy from the grasp point on the spot
+        centre = np.asarray(spot[:2], float) - np.asarray(grasp.offset_xy, float)
+
+        def look() -> SpotLook:
+            try:
+                seen = self.perceive()
+            except ServiceUnavailable as exc:
+                return SpotLook([], f'hand-over spot not seen again ({exc})')
+            distances = [(float(np.hypot(*(s.handle['centre'][:2] - centre))), s)
+                         for s in seen.sightings if s.handle['centre'] is not None]
             near = [(d, s) for d, s in distances if d <= self.p['handover_search_m']]
-            if near:
-                best = min(near, key=lambda x: x[0])[1]
-                found = self.predict_grasps(best)
-                candidates = _like_grasp(found.candidates, grasp)
-                if not candidates:
-                    why = f'seen again, but no grasp: {found.message}'
-            else:
+            if not near:
                 nearest = min((d for d, _ in distances), default=None)
-                why = (f'no part seen within {self.p["handover_search_m"]:.2f} m of its centre '
-                       f'({centre[0]:.3f}, {centre[1]:.3f}) m, base frame; '
-                       f'{len(seen.sightings)} part(s) seen' +
-                       (f', the nearest {nearest:.3f} m away' if nearest is not None else ''))
-        except ServiceUnavailable as exc:
-            why = f'hand-over spot not seen again ({exc})'
-        if not candidates:
-            self.node.get_logger().warning(f'part not found again on the hand-over spot ({why}); '
-                                           'grasping where it was put')
-            g = Grasp(0, grasp.score, grasp.opening_m, grasp.position, grasp.orientation,
+                return SpotLook([], (
+                    f'no part seen within {self.p["handover_search_m"]:.2f} m of its centre '
+                    f'({centre[0]:.3f}, {centre[1]:.3f}) m, base frame; '
+                    f'{len(seen.sightings)} part(s) seen' +
+                    (f', the nearest {nearest:.3f} m away' if nearest is not None else '')))
+            try:
+                found = self.predict_grasps(min(near, key=lambda x: x[0])[1])
+            except ServiceUnavailable as exc:
+                return SpotLook([], f'seen again, but no grasp ({exc})')
+            candidates = _like_grasp(found.candidates, grasp)
+            return SpotLook(candidates, '' if candidates else
+                            f'seen again, but no grasp: {found.message}')
+
+        def attempt(candidates) -> MoveOutcome:
+            pos, quat = places.place_pose(destination, candidates[0])
+            return self._run_pick_place(candidates[0].handle.object_id or 'staged_part',
+                                        [g.handle for g in candidates], pos, quat,
+                                        f'table hand-over spot -> {destination}', candidates[0])
+
+        blind = Grasp(0, grasp.score, grasp.opening_m, grasp.position, grasp.orientation,
                       offset_xy=grasp.offset_xy, object_box=grasp.object_box)
-            g.handle = grasp_to_affordance(g, self.p['base_frame'], 'staged_part')
-            candidates = [g]
-        remaining = list(candidates)
-        planning = 0.0
-        out = MoveOutcome(False, 'grasp_failed', 'no candidate')
-        for _ in range(self.p['max_grasp_attempts']):
-            if not remaining:
-                break
-            pos, quat = places.place_pose(destination, remaining[0])
-            out = self._run_pick_place(remaining[0].handle.object_id or 'staged_part',
-                                       [g.handle for g in remaining], pos, quat,
-                                       f'table hand-over spot -> {destination}', remaining[0])
-            planning += out.planning_time_s
-            if out.success or out.error != 'grasp_failed':
-                break
-            remaining = remaining[max(out.grasp_index, 0) + 1:]
-        out.planning_time_s = planning
-        return out
+        blind.handle = grasp_to_affordance(blind, self.p['base_frame'], 'staged_part')
+        return take_from_spot(look, attempt, self.park, blind, self.p['max_grasp_attempts'],
+                              self.node.get_logger().warning)
 
     def acquire_and_inspect(self, expected_part_id: str = '') -> Inspection:
         node = self.node
