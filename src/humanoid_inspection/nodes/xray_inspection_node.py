@@ -272,27 +272,20 @@ class XrayInspectionNode(Node):
     def _reference_outcome(self, part_id, detector, outcome):
         """Name what ran, split the registration's time off 'detect', log the registration;
         return why the model was not used (None when it was)."""
+        from humanoid_inspection.xray.detector_reference import account_registration
         from humanoid_inspection.xray.simulator import pose_yaw
+        why = account_registration(detector, outcome)
         est = detector.last_estimate
-        if est is not None and 'detect' in outcome.stage_times_s:
-            times = outcome.stage_times_s
-            registered = min(float(est.seconds), times['detect'])
-            outcome.stage_times_s = {**{k: v for k, v in times.items() if k != 'detect'},
-                                     'register': registered,
-                                     'detect': times['detect'] - registered}
-            if 'grade' in times:                  # keep the pipeline's order
-                outcome.stage_times_s['grade'] = outcome.stage_times_s.pop('grade')
+        if est is not None:
             x, y = est.pose[0, 3], est.pose[1, 3]
             yaw = math.degrees(pose_yaw(est.pose))
             self.get_logger().info(
                 f'{part_id}: registered to its model: ECC correlation {est.correlation:.5f}, '
                 f'part at ({x:.2f}, {y:.2f}) mm, yaw {yaw:.2f} deg, scale {est.scale:.5f}, '
                 f'{est.seconds:.2f} s')
-        if detector.last_fallback is None:
-            return None
-        outcome.detector = detector.image_only.name
-        self.get_logger().warning(f'{part_id}: model not used: {detector.last_fallback}')
-        return f'reference not used: {detector.last_fallback}'
+        if why is not None:
+            self.get_logger().warning(f'{part_id}: model not used: {detector.last_fallback}')
+        return why
 
     # ----------------------------------------------------------------- outputs
     def _save(self, image, part_id) -> str:

@@ -140,6 +140,28 @@ class ReferenceDetector:
                                                  sure_z=self.sure_z)
 
 
+def account_registration(detector: ReferenceDetector, outcome) -> Optional[str]:
+    """After `outcome` (pipeline.InspectionOutcome) came from `detector`: the registration's
+    time moved out of 'detect' into a 'register' stage just before it, and, where the model
+    was not used, the outcome named after the image-only detector that ran.
+
+    Returns:
+        Why the model was not used ('reference not used: ...'), or None when it was.
+    """
+    est = detector.last_estimate
+    times = outcome.stage_times_s
+    if est is not None and 'detect' in times:
+        registered = min(float(est.seconds), times['detect'])
+        order = list(times)
+        order.insert(order.index('detect'), 'register')
+        split = dict(times, register=registered, detect=times['detect'] - registered)
+        outcome.stage_times_s = {k: split[k] for k in order}
+    if detector.last_fallback is None:
+        return None
+    outcome.detector = detector.image_only.name
+    return f'reference not used: {detector.last_fallback}'
+
+
 def reference_front_end(fe: FrontEnd, reference: PartReference,
                         initial_pose: Optional[np.ndarray] = None,
                         params: ReferenceParams = ReferenceParams(),
