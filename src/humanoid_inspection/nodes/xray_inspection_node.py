@@ -126,6 +126,10 @@ class XrayInspectionNode(Node):
             self.reference_base = reference_base(self.p['detector'])
         except (ValueError, OSError) as exc:
             raise StartupError(f'xray_inspection: reference_model: {exc}') from exc
+        # the station's tube spectrum (spekpy: ~3 s the first time in a process) is built
+        # here, not in the first part's inspection
+        from humanoid_inspection.xray.simulator import transmission_table
+        transmission_table(config)
         self.references = ReferenceCache(self.p['reference_cache_size'])
         self.get_logger().info(
             f'reference model on: SOD {config.sod_mm:g} mm, SDD {config.sdd_mm:g} mm, '
