@@ -639,7 +639,9 @@ class RosCellServices(CellServices):
         blind = Grasp(0, grasp.score, grasp.opening_m, grasp.position, grasp.orientation,
                       offset_xy=grasp.offset_xy, object_box=grasp.object_box)
         blind.handle = grasp_to_affordance(blind, self.p['base_frame'], 'staged_part')
-        return take_from_spot(look, attempt, self.park, blind, self.p['max_grasp_attempts'],
+        park = self.park if self.p['park_after_handover'] else \
+            (lambda arm: 'park_after_handover is false')
+        return take_from_spot(look, attempt, park, blind, self.p['max_grasp_attempts'],
                               self.node.get_logger().warning)
 
     def acquire_and_inspect(self, expected_part_id: str = '') -> Inspection:
