@@ -230,3 +230,63 @@ def test_reference_model_needs_a_detector_with_a_front_end(launch_nodes):
     assert stack.processes[0].popen.returncode == 2
     assert "reference_model needs a detector with a front end ('cnn' or 'default'), not " \
         "'classical'" in stack.processes[0].log_tail()
+
+
+def _station_radiograph(part_id, seed=3):
+    """A 1024 px radiograph of the sound part `part_id` by the cell's station, 3 / -2 mm and
+    6 deg off the fixture's origin."""
+    from humanoid_inspection.cell_geometry import load_cell
+    from humanoid_inspection.sim.xray_station import station_from_cell
+    from humanoid_inspection.xray.part_models import part_model
+    from humanoid_inspection.xray.simulator import resting_pose, simulate_radiograph
+    config = station_from_cell(load_cell()).config
+    return simulate_radiograph(part_model(part_id), config, seed=seed,
+                               pose=resting_pose(3.0, -2.0, np.radians(6.0)))
+
+
+def test_confirm_policy_runs_the_model_only_where_the_detector_does_not_accept(
+        launch_nodes, ros_client):
+    """reference_policy 'confirm': a sound housing the image-only cnn REJECTs (a corner boss
+    called an inclusion, as in the demo) is ACCEPTed against its model, and the result says
+    both; one cnn ACCEPTs is not registered at all; an id without a model keeps the screen's
+    verdict with the reason."""
+    from action_msgs.msg import GoalStatus
+    stack = launch_nodes(['xray_inspection'], params={'xray_inspection': {
+        'detector': 'cnn', 'reference_model': True, 'reference_policy': 'confirm'}})
+    client = Client(ros_client)
+    rejected = _station_radiograph('housing-007002')
+    geometry = {'pixel_pitch_mm': rejected.pixel_pitch_mm,
+                'magnification': rejected.magnification, 'part_family': 'housing'}
+
+    status, result, feedback = client.send(part_id='housing-007002',
+                                           radiograph=mono16(rejected.image), **geometry)
+    assert status == GoalStatus.STATUS_SUCCEEDED and result.success, result.message
+    r = result.result
+    assert result.message == 'ACCEPT (confirmed against the model; cnn alone: REJECT)'
+    assert r.verdict == 'ACCEPT' and r.detector == 'cnn+reference'
+    assert r.stage_names == ['validate', 'screen', 'register', 'detect', 'grade', 'publish']
+    assert feedback[0] == 'validate' and feedback[-1] == 'publish'
+
+    accepted = _station_radiograph('housing-007005')
+    status, result, _ = client.send(part_id='housing-007005',
+                                    radiograph=mono16(accepted.image), **geometry)
+    assert status == GoalStatus.STATUS_SUCCEEDED and result.success, result.message
+    r = result.result
+    assert result.message == 'ACCEPT' and r.detector == 'cnn'
+    assert 'screen' not in r.stage_names and 'register' not in r.stage_names
+
+    status, result, _ = client.send(part_id='P-001', radiograph=mono16(rejected.image),
+                                    **geometry)
+    assert status == GoalStatus.STATUS_SUCCEEDED and result.success, result.message
+    assert result.result.verdict == 'REJECT' and result.result.detector == 'cnn'
+    assert result.message.startswith("REJECT (image-only: no model: part id 'P-001'")
+    stack.check_alive()
+
+
+def test_bad_reference_policy_fails_startup(launch_nodes):
+    stack = launch_nodes(['xray_inspection'], params={'xray_inspection': {
+        'detector': 'cnn', 'reference_model': True, 'reference_policy': 'sometimes'}})
+    wait_for(lambda: stack.dead(), 30.0, what='xray_inspection to exit')
+    assert stack.processes[0].popen.returncode == 2
+    assert "reference_policy must be one of always, confirm, got 'sometimes'" in \
+        stack.processes[0].log_tail()

@@ -12,7 +12,8 @@ xray/part_models.py) is inspected against the model's registered radiograph
 ('cnn+reference', xray/detector_reference.py), rendered with the station's settings
 (source_to_object_mm, source_to_detector_mm, tube_kv, tube_mas; 0 = the cell's station);
 a part id that names no model, or a registration that fails or is not trusted, is inspected
-image-only and the result's detector and message say so.
+image-only and the result's detector and message say so. `reference_policy: confirm` runs the
+model only for a part the detector alone does not ACCEPT (xray/confirm.py).
 """
 
 import math
@@ -65,6 +66,9 @@ PARAMS = (
     Param('tube_mas', 0.0, "reference: exposure of the radiographs (mAs); 0 = the "
           "station's default", 0.0, 1e5),
     Param('reference_cache_size', 8, 'reference: part models kept for re-inspection', 1, 1024),
+    Param('reference_policy', 'always', "reference: 'always' (every part whose id names a "
+          "model is inspected against it) or 'confirm' (the detector alone first; only a part "
+          "it does not ACCEPT is inspected again against its model, and that verdict stands)"),
 )
 
 
@@ -101,8 +105,11 @@ class XrayInspectionNode(Node):
             self, InspectPart, 'inspect_part', execute_callback=self.execute,
             goal_callback=lambda goal: GoalResponse.ACCEPT,
             cancel_callback=lambda handle: CancelResponse.ACCEPT, callback_group=self.group)
-        against = ' (+reference where the part id names a model)' \
-            if self.references is not None else ''
+        against = ''
+        if self.references is not None:
+            against = (' (+reference where the part id names a model' +
+                       (', for parts it does not ACCEPT)'
+                        if self.p['reference_policy'] == 'confirm' else ')'))
         self.get_logger().info(
             f"ready: detector '{self.detector.name}'{against}, "
             f"table {self.table.source}, default family '{self.p['default_family']}'")
@@ -113,6 +120,10 @@ class XrayInspectionNode(Node):
         from humanoid_inspection.cell_geometry import load_cell
         from humanoid_inspection.xray.detector_reference import has_front_end, reference_base
         from humanoid_inspection.xray.part_models import ReferenceCache
+        from humanoid_inspection.xray.confirm import POLICIES
+        if self.p['reference_policy'] not in POLICIES:
+            raise StartupError(f"xray_inspection: reference_policy must be one of "
+                               f"{', '.join(POLICIES)}, got '{self.p['reference_policy']}'")
         if not has_front_end(self.detector):
             raise StartupError(f"xray_inspection: reference_model needs a detector with a "
                                f"front end ('cnn' or 'default'), not '{self.detector.name}'")
@@ -209,6 +220,7 @@ class XrayInspectionNode(Node):
     def execute(self, goal_handle):
         """Run one inspection; always returns a Result (success false + reason on failure)."""
         from humanoid_inspection.xray.detector import InspectionCancelled
+        from humanoid_inspection.xray.confirm import inspect_confirmed
         from humanoid_inspection.xray.pipeline import inspect_radiograph
         goal = goal_handle.request
         t0 = time.perf_counter()
@@ -234,12 +246,26 @@ class XrayInspectionNode(Node):
                 image = image_to_numpy(msg_image, allowed=ACCEPTED_ENCODINGS)
             except ImageConversionError as exc:
                 raise InspectionAborted(f'radiograph rejected: {exc}') from None
-            detector, image_only = self._detector_for(goal.part_id, image, pitch)
+            detector, image_only, screened = self.detector, None, None
             try:
-                outcome = inspect_radiograph(
-                    image, pitch, mag, family, detector=detector, table=self.table,
-                    should_cancel=lambda: goal_handle.is_cancel_requested,
-                    progress=lambda s, f: self._feedback(goal_handle, s, f))
+                if self.references is not None and self.p['reference_policy'] == 'confirm':
+                    chosen = []
+
+                    def confirmer():
+                        chosen[:] = self._detector_for(goal.part_id, image, pitch)
+                        return chosen[0] if chosen[0] is not self.detector else None
+                    outcome, screened = inspect_confirmed(
+                        image, pitch, mag, family, self.detector, confirmer, self.table,
+                        should_cancel=lambda: goal_handle.is_cancel_requested,
+                        progress=lambda s, f: self._feedback(goal_handle, s, f))
+                    if chosen:
+                        detector, image_only = chosen
+                else:
+                    detector, image_only = self._detector_for(goal.part_id, image, pitch)
+                    outcome = inspect_radiograph(
+                        image, pitch, mag, family, detector=detector, table=self.table,
+                        should_cancel=lambda: goal_handle.is_cancel_requested,
+                        progress=lambda s, f: self._feedback(goal_handle, s, f))
             except ValueError as exc:
                 raise InspectionAborted(f'radiograph rejected: {exc}') from None
             if detector is not self.detector:
@@ -257,6 +283,9 @@ class XrayInspectionNode(Node):
             result_msg.total_time_s = float(time.perf_counter() - t0)
             goal_handle.succeed()
             message = outcome.verdict
+            if screened is not None:
+                message += f' (confirmed against the model; {self.detector.name} alone: ' \
+                    f'{screened.verdict})'
             if image_only:
                 message += f' (image-only: {image_only})'
                 self.get_logger().info(f'{goal.part_id}: inspected image-only: {image_only}')
