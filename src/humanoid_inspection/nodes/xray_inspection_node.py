@@ -220,8 +220,6 @@ class XrayInspectionNode(Node):
     def execute(self, goal_handle):
         """Run one inspection; always returns a Result (success false + reason on failure)."""
         from humanoid_inspection.xray.detector import InspectionCancelled
-        from humanoid_inspection.xray.confirm import inspect_confirmed
-        from humanoid_inspection.xray.pipeline import inspect_radiograph
         goal = goal_handle.request
         t0 = time.perf_counter()
         stage_times = {}
@@ -246,26 +244,9 @@ class XrayInspectionNode(Node):
                 image = image_to_numpy(msg_image, allowed=ACCEPTED_ENCODINGS)
             except ImageConversionError as exc:
                 raise InspectionAborted(f'radiograph rejected: {exc}') from None
-            detector, image_only, screened = self.detector, None, None
             try:
-                if self.references is not None and self.p['reference_policy'] == 'confirm':
-                    chosen = []
-
-                    def confirmer():
-                        chosen[:] = self._detector_for(goal.part_id, image, pitch)
-                        return chosen[0] if chosen[0] is not self.detector else None
-                    outcome, screened = inspect_confirmed(
-                        image, pitch, mag, family, self.detector, confirmer, self.table,
-                        should_cancel=lambda: goal_handle.is_cancel_requested,
-                        progress=lambda s, f: self._feedback(goal_handle, s, f))
-                    if chosen:
-                        detector, image_only = chosen
-                else:
-                    detector, image_only = self._detector_for(goal.part_id, image, pitch)
-                    outcome = inspect_radiograph(
-                        image, pitch, mag, family, detector=detector, table=self.table,
-                        should_cancel=lambda: goal_handle.is_cancel_requested,
-                        progress=lambda s, f: self._feedback(goal_handle, s, f))
+                outcome, detector, image_only, screened = self._inspect(
+                    goal_handle, image, pitch, mag, family)
             except ValueError as exc:
                 raise InspectionAborted(f'radiograph rejected: {exc}') from None
             if detector is not self.detector:
@@ -283,7 +264,7 @@ class XrayInspectionNode(Node):
             result_msg.total_time_s = float(time.perf_counter() - t0)
             goal_handle.succeed()
             message = outcome.verdict
-            if screened is not None:
+            if screened is not None and not image_only:
                 message += f' (confirmed against the model; {self.detector.name} alone: ' \
                     f'{screened.verdict})'
             if image_only:
@@ -301,6 +282,31 @@ class XrayInspectionNode(Node):
             goal_handle.abort()
             self.get_logger().warning(f'{goal.part_id or "<no id>"}: {exc}')
             return InspectPart.Result(success=False, message=str(exc))
+
+    def _inspect(self, goal_handle, image, pitch, mag, family):
+        """(outcome, detector that ran last, why the model was not used or None, the
+        image-only screen's outcome where reference_policy 'confirm' went on to the model).
+
+        Raises:
+            ValueError: a bad radiograph. InspectionCancelled: cancelled.
+        """
+        from humanoid_inspection.xray.confirm import inspect_confirmed
+        from humanoid_inspection.xray.pipeline import inspect_radiograph
+        part_id = goal_handle.request.part_id
+        checks = {'should_cancel': lambda: goal_handle.is_cancel_requested,
+                  'progress': lambda s, f: self._feedback(goal_handle, s, f)}
+        if self.references is None or self.p['reference_policy'] != 'confirm':
+            detector, why = self._detector_for(part_id, image, pitch)
+            return (inspect_radiograph(image, pitch, mag, family, detector=detector,
+                                       table=self.table, **checks), detector, why, None)
+        chosen = [self.detector, None]
+
+        def confirmer():
+            chosen[:] = self._detector_for(part_id, image, pitch)
+            return chosen[0] if chosen[0] is not self.detector else None
+        outcome, screened = inspect_confirmed(image, pitch, mag, family, self.detector,
+                                              confirmer, self.table, **checks)
+        return outcome, chosen[0], chosen[1], screened
 
     def _reference_outcome(self, part_id, detector, outcome):
         """Name what ran, split the registration's time off 'detect', log the registration;
