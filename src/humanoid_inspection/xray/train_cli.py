@@ -130,13 +130,6 @@ def training_radiograph(i: int, seed_base: int, size_px: int, defect_probability
     return seed, rad, part, config
 
 
-def training_radiographs(n_images: int, seed_base: int, size_px: int,
-                         defect_probability: float, errors=None):
-    """Yield training_radiograph(i, ...) for i in 0..n_images-1."""
-    for i in range(n_images):
-        yield training_radiograph(i, seed_base, size_px, defect_probability, errors)
-
-
 class TrainingSet(NamedTuple):
     """What xray-train learns from (simulate_training_set).
 
