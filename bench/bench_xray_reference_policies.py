@@ -37,13 +37,13 @@ SETTINGS = ('image-only', 'confirm', 'always')
 
 def tally(rows, key):
     """Right / escapes / false rejects / REVIEW of one setting's verdicts."""
-    pairs = [(r['expected'], r[key]) for r in rows]
-    return {'right': sum(e == v for e, v in pairs),
-            'escapes': sum(e == 'REJECT' and v == 'ACCEPT' for e, v in pairs),
-            'false_rejects': sum(e == 'ACCEPT' and v == 'REJECT' for e, v in pairs),
-            'review': sum(v == 'REVIEW' for _, v in pairs),
-            'to_reject': sum(e == 'REJECT' for e, _ in pairs),
-            'to_accept': sum(e == 'ACCEPT' for e, _ in pairs)}
+    from humanoid_inspection.xray.reinspection import compare_verdicts
+    counts = compare_verdicts([(r[key], r['expected']) for r in rows])
+    return {'right': counts['same'], 'escapes': counts['escapes'],
+            'false_rejects': counts['false_rejects'],
+            'review': sum(r[key] == 'REVIEW' for r in rows),
+            'to_reject': sum(r['expected'] == 'REJECT' for r in rows),
+            'to_accept': sum(r['expected'] == 'ACCEPT' for r in rows)}
 
 
 def seconds(values):

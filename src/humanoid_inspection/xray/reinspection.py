@@ -73,7 +73,14 @@ def recorded_radiographs(db_path) -> List[RecordedRadiograph]:
     return out
 
 
-def _count(pairs) -> Dict[str, int]:
+def compare_verdicts(pairs) -> Dict[str, int]:
+    """How the first verdicts of (verdict, reference verdict) pairs agree with the second
+    (pairs with a missing or unknown verdict skipped).
+
+    Returns:
+        {n, same, escapes (ACCEPT where the reference says REJECT), false_rejects (REJECT
+        where it says ACCEPT)}.
+    """
     pairs = [(a, b) for a, b in pairs if a in VERDICTS and b in VERDICTS]
     return {'n': len(pairs), 'same': sum(a == b for a, b in pairs),
             'escapes': sum(a == 'ACCEPT' and b == 'REJECT' for a, b in pairs),
@@ -91,6 +98,6 @@ def verdict_agreement(entries: Sequence[dict]) -> dict:
     """
     def pairs(first, second):
         return [(e.get(first), e.get(second)) for e in entries]
-    return {'offline_vs_cell': _count(pairs('verdict', 'cell_verdict')),
-            'offline_vs_expected': _count(pairs('verdict', 'expected_verdict')),
-            'cell_vs_expected': _count(pairs('cell_verdict', 'expected_verdict'))}
+    return {'offline_vs_cell': compare_verdicts(pairs('verdict', 'cell_verdict')),
+            'offline_vs_expected': compare_verdicts(pairs('verdict', 'expected_verdict')),
+            'cell_vs_expected': compare_verdicts(pairs('cell_verdict', 'expected_verdict'))}
