@@ -7,6 +7,12 @@ without the thickness look-up table, i.e. the polychromatic Beer-Lambert sum ove
 bin for every pixel (what the table replaces), on the same thickness maps; the resulting
 'no-LUT total' = total - LUT stage + bin-by-bin stage.
 
+The expected image of the sound part (what xray/reference.py renders, four times per
+inspection against the part's model) is timed too, with two baselines in the same run: the
+projection adding the part's whole square every slab (`windowed=False`, the earlier way)
+against adding only where the slab's features were drawn, and the table look-up of the signal
+and both photon energies against the signal alone (all a noise-free sound part needs).
+
     python bench/bench_xray_sim.py                 # -> bench/results/xray_sim.json
     python bench/bench_xray_sim.py --sizes 1024 --repeats 5
 """
@@ -17,13 +23,14 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from humanoid_inspection.xray.phantoms import PART_FAMILIES, generate_part
-from humanoid_inspection.xray.simulator import (XraySimConfig, simulate_radiograph,
-                                                transmission_table)
+from humanoid_inspection.xray.simulator import (XraySimConfig, project_part_thickness,
+                                                simulate_radiograph, transmission_table)
 
 FIELD_OF_VIEW_MM = 204.8
 SEEDS = {'housing': 0, 'bracket': 0, 'hub': 3}
@@ -57,6 +64,8 @@ def run(sizes, repeats):
         config = XraySimConfig.for_size(size, FIELD_OF_VIEW_MM)
         table = transmission_table(config)
         totals, stages, baseline_stage, lut_stage = [], {}, [], []
+        sound = {k: [] for k in ('projection_windowed', 'projection_whole',
+                                 'lookup_signal_only', 'expected_image')}
         per_family = {}
         for family, part in parts.items():
             simulate_radiograph(part, config, seed=0)  # warm-up
@@ -73,6 +82,17 @@ def run(sizes, repeats):
             table.lookup(thickness)
             lut_stage.append(time.perf_counter() - tick)
             tick = time.perf_counter()
+            table.lookup(thickness, energies=False)
+            sound['lookup_signal_only'].append(time.perf_counter() - tick)
+            sound_part = replace(part, defects=[])
+            for windowed, key in ((True, 'projection_windowed'), (False, 'projection_whole')):
+                tick = time.perf_counter()
+                project_part_thickness(sound_part, config, windowed=windowed)
+                sound[key].append(time.perf_counter() - tick)
+            tick = time.perf_counter()
+            simulate_radiograph(sound_part, config, noise=False)
+            sound['expected_image'].append(time.perf_counter() - tick)
+            tick = time.perf_counter()
             bin_by_bin_signal(table, thickness)
             baseline_stage.append(time.perf_counter() - tick)
         total = _stats(totals)
@@ -85,12 +105,20 @@ def run(sizes, repeats):
             'baseline_attenuation_bin_by_bin_s': float(np.median(baseline_stage)),
             'baseline_no_lut_total_s': no_lut,
             'energy_bins': int(table.energies.size),
+            'sound_part_median_s': {k: float(np.median(v)) for k, v in sound.items()},
+            'baseline_lookup_all_three_s': float(np.median(lut_stage)),
         }
         print(f'{size:>5} px  median {total["median"]:.3f} s  p95 {total["p95"]:.3f} s  '
               f'| attenuation LUT {np.median(lut_stage) * 1e3:.1f} ms vs bin-by-bin '
               f'{np.median(baseline_stage) * 1e3:.1f} ms ({table.energies.size} bins) '
               f'-> no-LUT total {no_lut:.3f} s  | by family '
               + ', '.join(f'{k} {v:.3f}' for k, v in per_family.items()), flush=True)
+        med = {k: float(np.median(v)) for k, v in sound.items()}
+        print(f'{"":>5}     sound part, noise-free: expected image {med["expected_image"]:.3f} s '
+              f'| projection {med["projection_windowed"]:.3f} s vs whole square '
+              f'{med["projection_whole"]:.3f} s | look-up of the signal '
+              f'{med["lookup_signal_only"] * 1e3:.1f} ms vs all three '
+              f'{np.median(lut_stage) * 1e3:.1f} ms', flush=True)
     return results
 
 

@@ -187,21 +187,25 @@ class TransmissionTable:
         low = table[index]
         return low + (table[index + 1] - low) * fraction
 
-    def lookup(self, thickness_mm) -> tuple:
-        """(signal, mean energy, rms energy) per pixel in one pass (shared interpolation)."""
+    def lookup(self, thickness_mm, energies: bool = True) -> tuple:
+        """(signal, mean energy, rms energy) per pixel in one pass (shared interpolation);
+        without `energies` (signal, None, None): the expected image of a sound part needs
+        no photon energies, and the two lookups are most of the table's cost there."""
         position = np.asarray(thickness_mm, np.float32) * np.float32(self.inv_step)
         np.clip(position, 0.0, self.signal_table.size - 1.001, out=position)
         index = position.astype(np.int32)
         fraction = position - index
         results = []
-        for table in (self.signal_table, self.mean_energy_table, self.rms_energy_table):
+        tables = (self.signal_table, self.mean_energy_table, self.rms_energy_table) \
+            if energies else (self.signal_table,)
+        for table in tables:
             low = table[index]
             high = table[index + 1]
             high -= low
             high *= fraction
             high += low
             results.append(high)
-        return tuple(results)
+        return tuple(results) + (None,) * (3 - len(results))
 
     def signal(self, thickness_mm) -> np.ndarray:
         """Deposited energy per pixel (keV) behind the given thickness (mm)."""
