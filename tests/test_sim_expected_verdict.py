@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from humanoid_inspection.sim.xray_station import expected_verdict
+from humanoid_inspection.xray.grading import truth_verdict as expected_verdict
 
 
 def _radiograph(*truth):

@@ -19,6 +19,7 @@ from typing import Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from humanoid_inspection.xray.grading import truth_verdict
 from humanoid_inspection.xray.phantoms import CastingPart
 from humanoid_inspection.xray.simulator import (
     Radiograph, XraySimConfig, pose_yaw, resting_pose, simulate_radiograph)
@@ -48,31 +49,6 @@ class XrayAcquisition:
     pose_mm: np.ndarray
     defects: list
     expected_verdict: str = ''
-
-
-def expected_verdict(radiograph: Radiograph, family: str) -> str:
-    """Grade the radiograph's true defects (confidence 1) with the project's grading table.
-
-    Each projected defect becomes a detection with its true kind, box, mask, 3D size and
-    projected area, so zones and severity levels follow xray/grading.py exactly as for a
-    perfect detector.
-
-    Args:
-        radiograph: the simulated radiograph with its ``truth``.
-        family: the part family.
-
-    Returns:
-        'ACCEPT', 'REVIEW' or 'REJECT'.
-    """
-    from humanoid_inspection.xray.detector import DetectedDefect
-    from humanoid_inspection.xray.grading import grade
-    defects = [DetectedDefect(kind=t.kind, confidence=1.0,
-                              box_xyxy=tuple(int(v) for v in t.box_xyxy),
-                              mask=np.asarray(t.mask, dtype=bool), size_mm=float(t.size_mm),
-                              area_mm2=float(t.area_mm2),
-                              contrast=float(getattr(t, 'contrast', 0.0)))
-               for t in radiograph.truth]
-    return grade(defects, family, radiograph.image.shape[:2]).verdict
 
 
 def fixture_relative(fixture_pose: np.ndarray, part_pose: np.ndarray) -> np.ndarray:
@@ -188,7 +164,7 @@ class XrayStation:
             raise XrayStationError(f'X-ray simulation failed: {exc}') from exc
         return XrayAcquisition(radiograph, part.part_id, part.family, pose,
                                [d.to_dict() for d in part.defects],
-                               expected_verdict(radiograph, part.family))
+                               truth_verdict(radiograph, part.family))
 
 
 def acquire_from_simulation(sim, station: XrayStation, part_id: str = '', kv: float = 0.0,

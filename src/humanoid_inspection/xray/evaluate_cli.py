@@ -39,19 +39,6 @@ HELD_OUT_SEED_BASE = 100000
 REFERENCE_SUFFIX = '+reference'
 
 
-def graded_truth_verdict(rad, family: str) -> str:
-    """The verdict of a perfect detector: the radiograph's true defects (confidence 1, true
-    kind, box, mask, 3-D size, projected area) graded with the acceptance table."""
-    from humanoid_inspection.xray.detector import DetectedDefect
-    from humanoid_inspection.xray.grading import grade
-    defects = [DetectedDefect(kind=t.kind, confidence=1.0,
-                              box_xyxy=tuple(int(v) for v in t.box_xyxy),
-                              mask=np.asarray(t.mask, bool), size_mm=float(t.size_mm),
-                              area_mm2=float(t.area_mm2), contrast=float(t.contrast))
-               for t in rad.truth]
-    return grade(defects, family, rad.image.shape[:2]).verdict
-
-
 def synthetic_items(n: int, seed_base: int, size_px: int, mas: float = None,
                     errors: AcquisitionErrors = AcquisitionErrors()):
     """Yield dicts (name, image, pitch, mag, family, gt boxes/kinds/sizes) from the simulator.
@@ -65,6 +52,7 @@ def synthetic_items(n: int, seed_base: int, size_px: int, mas: float = None,
     """
     from dataclasses import replace
 
+    from humanoid_inspection.xray.grading import truth_verdict
     from humanoid_inspection.xray.phantoms import PART_FAMILIES, generate_part
     from humanoid_inspection.xray.simulator import XraySimConfig
     errors.validate()
@@ -84,7 +72,7 @@ def synthetic_items(n: int, seed_base: int, size_px: int, mas: float = None,
                'gt_sizes': [float(t.size_mm) for t in rad.truth],
                'gt_contrasts': [float(t.contrast) for t in rad.truth],
                'gt_detectability': [float(t.detectability) for t in rad.truth],
-               'expected_verdict': graded_truth_verdict(rad, family)}
+               'expected_verdict': truth_verdict(rad, family)}
 
 
 def gdxray_items(root: Path, csv_path: Path, series=None, pitch=0.2, mag=1.0):

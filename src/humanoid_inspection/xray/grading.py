@@ -289,3 +289,23 @@ def grade(defects: Sequence[DetectedDefect], family: str, image_shape: Tuple[int
                      f'ACCEPT: no indications above confidence '
                      f'{table.ignore_below_confidence:.2f} ({src})')
     return GradingResult(verdict, texts, decisions)
+
+
+def truth_verdict(radiograph, family: str, table: Optional[AcceptanceTable] = None) -> str:
+    """The verdict of a perfect detector on a simulated radiograph: its true defects
+    (`radiograph.truth`: confidence 1, true kind, box, mask, 3-D size, projected area) graded
+    with the acceptance table, so zones and severity levels follow grade() exactly. What the
+    simulated cell expects of a part and what xray-eval grades the detectors' verdicts
+    against.
+
+    Returns:
+        'ACCEPT', 'REVIEW' or 'REJECT'.
+    """
+    import numpy as np
+    defects = [DetectedDefect(kind=t.kind, confidence=1.0,
+                              box_xyxy=tuple(int(v) for v in t.box_xyxy),
+                              mask=np.asarray(t.mask, dtype=bool), size_mm=float(t.size_mm),
+                              area_mm2=float(t.area_mm2),
+                              contrast=float(getattr(t, 'contrast', 0.0)))
+               for t in radiograph.truth]
+    return grade(defects, family, radiograph.image.shape[:2], table).verdict
