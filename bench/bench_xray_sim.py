@@ -7,9 +7,10 @@ without the thickness look-up table, i.e. the polychromatic Beer-Lambert sum ove
 bin for every pixel (what the table replaces), on the same thickness maps; the resulting
 'no-LUT total' = total - LUT stage + bin-by-bin stage.
 
-The expected image of the sound part (what xray/reference.py renders, four times per
-inspection against the part's model) is timed too, with two baselines in the same run: the
-projection adding the part's whole square every slab (`windowed=False`, the earlier way)
+The expected image of the sound part (what xray/reference.py renders once per registration
+round, `ReferenceParams.rounds` times per inspection against the part's model) is timed too,
+with two baselines in the same run: the projection adding the part's whole square every slab
+(`windowed=False`, the earlier way)
 against adding only where the slab's features were drawn, and the table look-up of the signal
 and both photon energies against the signal alone (all a noise-free sound part needs).
 
