@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import yaml
 
 from humanoid_inspection.xray.detector import DEFECT_KINDS, DetectedDefect
@@ -301,7 +302,6 @@ def truth_verdict(radiograph, family: str, table: Optional[AcceptanceTable] = No
     Returns:
         'ACCEPT', 'REVIEW' or 'REJECT'.
     """
-    import numpy as np
     defects = [DetectedDefect(kind=t.kind, confidence=1.0,
                               box_xyxy=tuple(int(v) for v in t.box_xyxy),
                               mask=np.asarray(t.mask, dtype=bool), size_mm=float(t.size_mm),
