@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from humanoid_inspection.xray.candidates import (
-    PATCH_CHANNELS, PATCH_PX, FrontEndParams, compute_front_end, extract_patches,
-    find_candidates, flood_region, working_factor)
+    PATCH_CHANNELS, PATCH_PX, FrontEndParams, blob_candidates, blob_response, compute_front_end,
+    detector_candidates, extract_patches, find_candidates, flood_region, working_factor)
 from humanoid_inspection.xray.defects import DefectSpec, Ellipsoid
 from humanoid_inspection.xray.detector_classical import ClassicalDetector
 from humanoid_inspection.xray.metrics import iou_matrix
@@ -87,3 +87,46 @@ def test_two_k_radiograph_is_processed_at_half_resolution():
     assert fe.factor == 2 and fe.z.shape == (128, 128) and fe.scale_xy == (2.0, 2.0)
     assert fe.mm_per_px == pytest.approx(0.15)
     assert np.all(np.isfinite(fe.z))
+
+
+def pore_on_a_flank():
+    """z of a strong pore (peak 60 at x 30) and a smaller one 7 px to its right (peak 20) on
+    its flank: |z| has no maximum at the smaller one, the blob response does."""
+    yy, xx = np.mgrid[0:64, 0:64].astype(np.float32)
+    strong = 60.0 * np.exp(-((xx - 30) ** 2 + (yy - 32) ** 2) / (2 * 3.0 ** 2))
+    weak = 20.0 * np.exp(-((xx - 37) ** 2 + (yy - 32) ** 2) / (2 * 1.5 ** 2))
+    return (strong + weak).astype(np.float32)
+
+
+def test_blob_candidates_find_the_pore_on_a_stronger_ones_flank():
+    z = pore_on_a_flank()
+    xs, ys, _ = find_candidates(z, 2.5, 5)
+    assert list(zip(xs, ys)) == [(30, 32)]               # one |z| maximum for the two pores
+    params = FrontEndParams(blob_sigma_px=1.5)
+    cx, cy, response = detector_candidates(z, params)
+    assert response is not None and response.shape == z.shape
+    assert (cx[0], cy[0]) == (30, 32)                    # the |z| maxima come first
+    assert len(cx) == 2 and abs(cx[1] - 37) <= 1 and cy[1] == 32
+    # off by default: exactly the maxima of |z|
+    ox, oy, none = detector_candidates(z, FrontEndParams())
+    assert none is None and list(zip(ox, oy)) == [(30, 32)]
+
+
+def test_blob_candidates_keep_apart_from_maxima_and_below_threshold_and_see_dark_blobs():
+    z = pore_on_a_flank()
+    response = blob_response(z, 1.5)
+    # a blob candidate within 2 px of an existing candidate is not added again
+    bx, by = blob_candidates(z, response, 2.5, np.array([35]), np.array([32]))
+    assert not any(abs(x - 37) <= 1 and y == 32 for x, y in zip(bx, by))
+    # nor where |z| is below the threshold
+    assert len(blob_candidates(z, response, 100.0, np.zeros(0, int), np.zeros(0, int))[0]) == 0
+    # an inclusion (dark, z < 0) gives a dark blob candidate
+    dark = -pore_on_a_flank()
+    dx, dy = blob_candidates(dark, blob_response(dark, 1.5), 2.5, np.array([30]),
+                             np.array([32]))
+    assert len(dx) == 1 and abs(dx[0] - 37) <= 1 and dy[0] == 32
+    # noise alone at the threshold gives few: blob candidates need |z| > threshold too
+    noise = np.random.default_rng(0).normal(0, 1, (256, 256)).astype(np.float32)
+    nx, _ = blob_candidates(noise, blob_response(noise, 1.5), 2.5, np.zeros(0, int),
+                            np.zeros(0, int))
+    assert len(nx) < 0.01 * noise.size

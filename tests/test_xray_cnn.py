@@ -8,14 +8,15 @@ import pytest
 import torch
 
 from humanoid_inspection import cli
-from humanoid_inspection.xray.candidates import PATCH_CHANNELS, PATCH_PX
+from humanoid_inspection.xray.candidates import (
+    PATCH_CHANNELS, PATCH_PX, FrontEndParams, detector_candidates)
 from humanoid_inspection.xray.detector import (
     DEFAULT_DETECTOR, InspectionCancelled, make_detector)
 from humanoid_inspection.xray.detector_cnn import (
     BOX_LOG_OFFSET, CLASSES, DEFAULT_WEIGHTS, CnnDetector, PatchNet, boxes_from_distances,
     load_model, nms, save_model)
 from humanoid_inspection.xray.train_cli import IGNORE, dihedral, simulate_training_set
-from test_xray_candidates import wall_plate_radiograph
+from test_xray_candidates import pore_on_a_flank, wall_plate_radiograph
 from test_xray_detector import make_test_radiograph
 
 
@@ -109,6 +110,25 @@ def test_save_load_round_trip(tmp_path):
     assert loaded.meta == {'note': 'test'}
 
 
+def test_blob_candidates_travel_with_the_checkpoint_and_split_a_pore_off_a_flank(tmp_path):
+    """A network trained with blob candidates (xray-train --blob-sigma) stores their scale in
+    its checkpoint, so inspection proposes the same candidates; a pore on a stronger one's
+    flank is then a detection of its own (the blob response dips between the two), which the
+    |z| saddle alone does not give."""
+    path = tmp_path / 'blob.pt'
+    save_model(PatchNet(width=8).eval(), path, {}, FrontEndParams(blob_sigma_px=1.5))
+    assert CnnDetector(weights=path).params.blob_sigma_px == 1.5
+    assert CnnDetector().params.blob_sigma_px == 0.0          # the committed image-only one
+    z = pore_on_a_flank()
+    xs, ys, response = detector_candidates(z, FrontEndParams(blob_sigma_px=1.5))
+    flank, strong = (int(xs[1]), int(ys[1])), (int(xs[0]), int(ys[0]))
+    own = CnnDetector._own_defect
+    assert not own(z, None, 1.0, flank, strong, 'gas_porosity')
+    assert own(z, response, 1.0, flank, strong, 'gas_porosity')
+    assert own(z, response, 1.0, flank, strong, 'shrinkage')
+    assert not own(z, response, 1.0, flank, strong, 'crack')
+
+
 def test_training_labels_ignore_invisible_defects(monkeypatch):
     from humanoid_inspection.xray import metrics
     data = simulate_training_set(2, 0, 1024, 1.0, progress=False)
@@ -171,6 +191,8 @@ def test_train_cli_refuses_bad_arguments(capsys):
     assert 'acquisition errors must lie' in capsys.readouterr().err
     assert cli.main(['xray-train', '--workers', '0']) == 2
     assert '--workers must be positive' in capsys.readouterr().err
+    assert cli.main(['xray-train', '--blob-sigma', '-1']) == 2
+    assert '--blob-sigma must not be negative' in capsys.readouterr().err
 
 
 def test_worker_processes_make_the_same_training_set():
@@ -197,6 +219,13 @@ def test_training_against_the_reference_learns_from_residuals_without_part_struc
     assert background[1] < 0.5 * background[0], background
     assert np.count_nonzero(referenced.labels > 0) > 0
     assert len(referenced.refine_sides) > 0
+    # with blob candidates (xray-train --blob-sigma) the set holds the |z| maxima's patches
+    # and more
+    blobs = simulate_training_set(2, 0, 512, 1.0, FrontEndParams(blob_sigma_px=1.5),
+                                  progress=False, reference_errors=AcquisitionErrors(
+                                      1.0, 1.0, 0.02, 0.003))
+    assert len(blobs.labels) > len(referenced.labels)
+    assert np.count_nonzero(blobs.labels > 0) >= np.count_nonzero(referenced.labels > 0)
 
 
 def test_detection_leaves_the_thread_settings_as_they_were():

@@ -53,6 +53,10 @@ class FrontEndParams:
             the closing are rebuilt under/over S (opening/closing by reconstruction, limited):
             the rims of holes and the corners of walls that the square cut off come back, so
             they leave no residual slivers (costs 4 x steps cheap passes).
+        blob_sigma_px: 0, or the scale (working pixels) of the blob candidates added to the
+            maxima of |z| (blob_candidates): a pore on the flank of a stronger neighbour, or
+            between two, has no |z| maximum of its own but a maximum of the Laplacian of
+            Gaussian. Set by the checkpoint of the network trained with them.
     """
 
     target_mm_per_px: float = 0.15
@@ -63,6 +67,7 @@ class FrontEndParams:
     max_candidates: int = 1500
     context_factor: int = 4
     reconstruct_steps: int = 0
+    blob_sigma_px: float = 0.0
 
 
 @dataclass
@@ -258,6 +263,73 @@ def find_candidates(z: np.ndarray, threshold: float, nms_px: int = 5,
     if max_candidates is not None:
         order = order[:max_candidates]
     return xs[order], ys[order], values[order]
+
+
+BLOB_MIN_RESPONSE = 1.0     # a blob candidate's scale-normalised LoG (noise units) ...
+BLOB_MIN_SEPARATION_PX = 2  # ... and its distance (Chebyshev) to every |z| maximum must exceed
+
+
+def blob_response(z: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Scale-normalised negative Laplacian of Gaussian of z (float32, noise units): positive
+    at the centre of a bright blob of about sigma_px x sqrt(2) radius, negative at a dark one.
+    Unlike z it peaks at each of two touching pores and at a pore on a stronger one's flank."""
+    smooth = cv2.GaussianBlur(z.astype(np.float32, copy=False), (0, 0), float(sigma_px))
+    return -cv2.Laplacian(smooth, cv2.CV_32F, ksize=3) * float(sigma_px) ** 2
+
+
+def blob_candidates(z: np.ndarray, response: np.ndarray, threshold: float, xs, ys,
+                    max_candidates: Optional[int] = None):
+    """Local maxima (3x3) of sign x response above BLOB_MIN_RESPONSE where sign x z exceeds
+    threshold too (bright and dark blobs), farther than BLOB_MIN_SEPARATION_PX from every
+    candidate (xs, ys) already found.
+
+    Returns:
+        (xs, ys): int arrays of working-pixel columns and rows, by decreasing |z| (at most
+        max_candidates).
+    """
+    kernel = np.ones((3, 3), np.uint8)
+    found_x, found_y = [], []
+    for sign in (1.0, -1.0):
+        signed = sign * response
+        peak = cv2.dilate(signed, kernel)
+        by, bx = np.nonzero((signed >= peak) & (signed > BLOB_MIN_RESPONSE) &
+                            (sign * z > threshold))
+        found_x.append(bx)
+        found_y.append(by)
+    bx, by = np.concatenate(found_x), np.concatenate(found_y)
+    if len(bx) and len(xs):
+        xs, ys = np.asarray(xs), np.asarray(ys)
+        gap = np.zeros(len(bx), np.int64)
+        gap[:] = np.iinfo(np.int64).max
+        for start in range(0, len(xs), 256):        # bounded memory on noisy radiographs
+            cx, cy = xs[start:start + 256], ys[start:start + 256]
+            d = np.maximum(np.abs(bx[:, None] - cx[None, :]), np.abs(by[:, None] - cy[None, :]))
+            gap = np.minimum(gap, d.min(1))
+        keep = gap > BLOB_MIN_SEPARATION_PX
+        bx, by = bx[keep], by[keep]
+    order = np.argsort(-np.abs(z[by, bx]), kind='stable')
+    if max_candidates is not None:
+        order = order[:max_candidates]
+    return bx[order].astype(np.int64), by[order].astype(np.int64)
+
+
+def detector_candidates(z: np.ndarray, params: 'FrontEndParams'):
+    """The candidates the learned detectors judge (the same at training and at inspection):
+    the maxima of |z| (find_candidates) followed, when params.blob_sigma_px > 0, by the blob
+    candidates (blob_candidates).
+
+    Returns:
+        (xs, ys, response): int arrays of working-pixel columns and rows, and the blob
+        response map (None when the blob candidates are off).
+    """
+    xs, ys, _ = find_candidates(z, params.peak_threshold, params.nms_px, params.max_candidates)
+    if not params.blob_sigma_px > 0:
+        return xs, ys, None
+    response = blob_response(z, params.blob_sigma_px)
+    bx, by = blob_candidates(z, response, params.peak_threshold, xs, ys,
+                             params.max_candidates)
+    return (np.concatenate([xs, bx]).astype(np.int64),
+            np.concatenate([ys, by]).astype(np.int64), response)
 
 
 def flood_region(z: np.ndarray, x: int, y: int, sign: float, fraction: float = 0.4,

@@ -3,7 +3,9 @@
 1. The shared front end (candidates.py): working resolution ~0.15 mm, log-intensity, small
    opening/closing background, noise-normalised residual z, local maxima of |z| = candidates
    (a few hundred per radiograph, most of them part structure or noise); those above
-   MIN_PEAK noise units go on.
+   MIN_PEAK noise units go on. A network trained with blob candidates (its checkpoint's
+   FrontEndParams.blob_sigma_px > 0: the one against the part's model) also judges the
+   maxima of the Laplacian of Gaussian of z (candidates.detector_candidates).
 2. `PatchNet` (torch, 107 k parameters at width 24) looks at a 19x19 working-pixel patch
    around every candidate (four channels: polarity x z, the local log-intensity, the same
    4x wider, the polarity) and outputs the class (background / gas_porosity / shrinkage /
@@ -15,7 +17,9 @@
    clipped to the network's box grown by half; box = mean of the region's box and the
    network's (cracks: the region's, in-line pieces merged); a candidate inside an already
    reported region is skipped, unless the network calls it a pore and it is a separate peak
-   (separate_peak: two touching pores of a cluster are two truth boxes); mask = the region
+   (separate_peak: two touching pores of a cluster are two truth boxes; with blob
+   candidates a pore or shrinkage that is a separate peak of z or of the blob response,
+   CnnDetector._own_defect); mask = the region
    mapped back to radiograph pixels; contrast from the residual; size = Feret diameter of the
    region.
 4. The box refiner stored in the same checkpoint (box_refiner.py) redraws every box from a
@@ -40,8 +44,8 @@ from torch import nn
 
 from humanoid_inspection.xray.box_refiner import REFINE_PX, BoxRefiner, ScaledMaps, refine
 from humanoid_inspection.xray.candidates import (
-    PATCH_CHANNELS, PATCH_PX, FrontEnd, FrontEndParams, cv_threads, extract_patches,
-    find_candidates, flood_region, radiograph_front_end)
+    BLOB_MIN_RESPONSE, PATCH_CHANNELS, PATCH_PX, FrontEnd, FrontEndParams, cv_threads,
+    detector_candidates, extract_patches, flood_region, radiograph_front_end)
 from humanoid_inspection.xray.checkpoint import (
     half_state_dict, load_weights, read_checkpoint)
 from humanoid_inspection.xray.detector import (
@@ -76,6 +80,9 @@ MIN_PEAK = 3.5
 SPLIT_KINDS = ('gas_porosity',)
 SPLIT_MIN_PX = 3.0
 SPLIT_SADDLE = 0.8
+# with blob candidates (FrontEndParams.blob_sigma_px > 0: the network trained with them) the
+# split also applies where the blob response dips (candidates.blob_response), for these kinds
+BLOB_SPLIT_KINDS = ('gas_porosity', 'shrinkage')
 # the box refiner's answer is averaged over this many of the 8 flips/transposes of its crop
 # (test-time augmentation). Validation radiographs (seeds 50000..50359), final networks:
 # 1 / 4 / 8 transforms gave AP50 0.581 / 0.591 / 0.588 and AP50:95 0.358 / 0.381 / 0.388 (the
@@ -277,17 +284,17 @@ class CnnDetector:
         the network says: its score is raised to at least SURE_SCORE. None: the network
         decides alone (the image-only background leaves part structure in z).
         """
-        xs, ys, _ = find_candidates(fe.z, self.params.peak_threshold, self.params.nms_px,
-                                    self.params.max_candidates)
+        xs, ys, blob = detector_candidates(fe.z, self.params)
         check_cancel(should_cancel)
         if len(xs) == 0:
             return []
         patches = extract_patches(fe, xs, ys, self.params.context_factor)
         probs, log_dist = predict(self.model, patches)
         check_cancel(should_cancel)
-        return self._detections(fe, xs, ys, probs, log_dist, mmpp, sure_z)
+        return self._detections(fe, xs, ys, probs, log_dist, mmpp, sure_z, blob)
 
-    def _detections(self, fe: FrontEnd, xs, ys, probs, log_dist, mmpp_full, sure_z=None):
+    def _detections(self, fe: FrontEnd, xs, ys, probs, log_dist, mmpp_full, sure_z=None,
+                    blob=None):
         score = 1.0 - probs[:, 0]
         if sure_z is not None:
             sure = np.abs(fe.z[ys, xs]) >= sure_z
@@ -306,9 +313,8 @@ class CnnDetector:
             kind = DEFECT_KINDS[int(np.argmax(kind_p))]
             sign = 1.0 if fe.z[y, x] > 0 else -1.0
             held_by = int(owner[sign][y, x])
-            if held_by and not (kind in SPLIT_KINDS and separate_peak(
-                    fe.z, sign, (x, y), found[held_by - 1]['centre'], SPLIT_MIN_PX,
-                    SPLIT_SADDLE)):
+            if held_by and not self._own_defect(fe.z, blob, sign, (x, y),
+                                                found[held_by - 1]['centre'], kind):
                 continue                  # another candidate of a defect already reported
             fraction, floor = FLOOD_SETTINGS.get(kind, FLOOD_SETTINGS['default'])
             x0, y0, mask = flood_region(fe.z, x, y, sign, fraction, floor, FLOOD_WINDOW_PX)
@@ -336,6 +342,22 @@ class CnnDetector:
         return sort_by_confidence([
             defect_from_region(fe, f['x0'], f['y0'], f['mask'], f['box'], f['sign'], f['kind'],
                                f['score'], mmpp_full, f['features']) for f in found])
+
+
+    @staticmethod
+    def _own_defect(z, blob, sign: float, peak, other, kind: str) -> bool:
+        """Whether a candidate inside the region of the detection of `other` is a defect of
+        its own: a separate peak of z (touching pores), or, with blob candidates (blob: their
+        response map), of the blob response (a pore on a stronger one's flank, or a
+        shrinkage beside a pore: BLOB_SPLIT_KINDS)."""
+        if blob is None:
+            return kind in SPLIT_KINDS and separate_peak(z, sign, peak, other, SPLIT_MIN_PX,
+                                                         SPLIT_SADDLE)
+        if kind not in BLOB_SPLIT_KINDS:
+            return False
+        return (separate_peak(z, sign, peak, other, SPLIT_MIN_PX, SPLIT_SADDLE) or
+                (float(sign * blob[peak[1], peak[0]]) > BLOB_MIN_RESPONSE and
+                 separate_peak(blob, sign, peak, other, SPLIT_MIN_PX, SPLIT_SADDLE)))
 
 
 def separate_peak(z: np.ndarray, sign: float, peak, other, min_gap_px: float,

@@ -25,7 +25,9 @@ The committed weights (docs/xray_inspection.md gives the time they took):
 `--reference` trains the base of 'cnn+reference' instead: the candidates are those of the
 residual against each part's registered sound model (detector_reference.reference_front_end),
 the acquisitions straying by --pose-error-mm/-deg, --kv-error and --scale-error as xray-eval's
-do. The committed ones (detector_reference.REFERENCE_WEIGHTS):
+do. `--blob-sigma S` adds blob candidates of scale S (candidates.blob_candidates) to the
+maxima of |z|; S is stored in the checkpoint, so inspection proposes the same ones. The
+committed ones (detector_reference.REFERENCE_WEIGHTS):
     humanoid-inspection xray-train --reference --pose-error-mm 1 --pose-error-deg 1 \
         --kv-error 0.02 --scale-error 0.003 --images 600 --negatives 1.0 --epochs 60 \
         --out src/humanoid_inspection/xray/models/adr_patchnet_reference.pt
@@ -230,7 +232,7 @@ class SampleJob(NamedTuple):
         from humanoid_inspection.xray.box_refiner import (
             ScaledMaps, candidate_samples, truth_samples)
         from humanoid_inspection.xray.candidates import (
-            compute_front_end, extract_patches, find_candidates)
+            compute_front_end, detector_candidates, extract_patches)
         from humanoid_inspection.xray.detector import mm_per_px
         from humanoid_inspection.xray.detector_cnn import BOX_LOG_OFFSET
         from humanoid_inspection.xray.detector_reference import reference_front_end
@@ -245,8 +247,7 @@ class SampleJob(NamedTuple):
             referenced = reference_front_end(fe, PartReference(part, config, params))[0]
             not_referenced = referenced is None
             fe = fe if referenced is None else referenced
-        xs, ys, _ = find_candidates(fe.z, params.peak_threshold, params.nms_px,
-                                    params.max_candidates)
+        xs, ys, _ = detector_candidates(fe.z, params)
         lab, box = label_candidates(fe, xs, ys, rad.truth, self.visible_contrast)
         keep = (lab != 0) | (np.random.default_rng([seed, 11]).random(len(lab)) <
                              self.negative_fraction)
@@ -362,7 +363,7 @@ def train(args) -> dict:
     torch.use_deterministic_algorithms(True)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
-    params = FrontEndParams()
+    params = FrontEndParams(blob_sigma_px=args.blob_sigma)
     errors = reference_errors(args)
     data = simulate_training_set(
         args.images, args.seed_base, args.size, args.defect_probability, params,
@@ -455,6 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="learn from the residuals against each part's registered model "
                     "(what 'cnn+reference' inspects) instead of the image-only front end")
     add_error_options(ap, 'with --reference')
+    ap.add_argument('--blob-sigma', type=float, default=0.0,
+                    help='add blob candidates of this scale (working px; '
+                    'candidates.blob_candidates) to the maxima of |z|, at training and, '
+                    'stored in the checkpoint, at inspection (0: none)')
     ap.add_argument('--workers', type=int, default=1,
                     help='processes simulating the training radiographs side by side (the '
                     'training set, so the weights, are the same for any number)')
@@ -482,6 +487,9 @@ def main(argv=None) -> int:
         return 2
     if args.refine_epochs < 0:
         print('xray-train: --refine-epochs must not be negative', file=sys.stderr)
+        return 2
+    if not args.blob_sigma >= 0:
+        print('xray-train: --blob-sigma must not be negative', file=sys.stderr)
         return 2
     if not 0 < args.negatives <= 1:
         print('xray-train: --negatives must lie in (0, 1]', file=sys.stderr)
