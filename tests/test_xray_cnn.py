@@ -79,6 +79,24 @@ def test_detections_that_end_with_the_same_box_are_reported_once(monkeypatch):
     assert only.confidence == pytest.approx(max(d.confidence for d in found))
 
 
+def test_two_boxes_of_one_kind_over_one_defect_are_reported_once():
+    from humanoid_inspection.xray.detector_cnn import drop_same_kind_duplicates
+
+    def det(kind, score, box):
+        return {'kind': kind, 'score': score, 'box': np.array(box, float)}
+    # a shrinkage found twice (IoU 0.58 between the boxes: below the kind-blind 0.7)
+    big, piece = det('shrinkage', 1.0, (675, 466, 697, 492)), det('shrinkage', 0.9,
+                                                                   (674, 467, 701, 501))
+    pore = det('gas_porosity', 0.95, (675, 466, 697, 492))     # same box, another kind
+    far = det('shrinkage', 0.8, (10, 10, 20, 20))
+    kept = drop_same_kind_duplicates([piece, pore, big, far], 0.5)
+    assert kept == [pore, big, far]
+    # two touching pores of a cluster (IoU 1/3) both stay
+    a, b = det('gas_porosity', 0.9, (0, 0, 4, 4)), det('gas_porosity', 0.8, (2, 0, 6, 4))
+    assert drop_same_kind_duplicates([a, b], 0.5) == [a, b]
+    assert drop_same_kind_duplicates([], 0.5) == []
+
+
 def test_boxes_from_distances_and_nms():
     log_d = np.log(np.array([[2.0, 3.0, 4.0, 5.0]]) + BOX_LOG_OFFSET)
     box = boxes_from_distances(np.array([10]), np.array([20]), log_d)
