@@ -30,7 +30,8 @@ from humanoid_inspection.xray.reference import (
 
 
 # PatchNet and box refiner trained against registered references (xray-train --reference,
-# docs/xray_inspection.md "Eighth round"): the base of 'cnn+reference'
+# docs/xray_inspection.md "Eighth round"; with blob candidates since the "Eleventh round"):
+# the base of 'cnn+reference'
 REFERENCE_WEIGHTS = Path(__file__).resolve().parent / 'models' / 'adr_patchnet_reference.pt'
 # its lowest candidate |z| (the threshold it was trained with). Chosen on validation (90
 # strayed radiographs, 3.5 / 3.0 / 2.5: AP50 0.643 / 0.652 / 0.668, recall >= 1 mm at <= 0.2

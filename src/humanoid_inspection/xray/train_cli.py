@@ -27,9 +27,10 @@ residual against each part's registered sound model (detector_reference.referenc
 the acquisitions straying by --pose-error-mm/-deg, --kv-error and --scale-error as xray-eval's
 do. `--blob-sigma S` adds blob candidates of scale S (candidates.blob_candidates) to the
 maxima of |z|; S is stored in the checkpoint, so inspection proposes the same ones. The
-committed ones (detector_reference.REFERENCE_WEIGHTS):
+committed ones (detector_reference.REFERENCE_WEIGHTS; ~22 min on the 2-core machine):
     humanoid-inspection xray-train --reference --pose-error-mm 1 --pose-error-deg 1 \
         --kv-error 0.02 --scale-error 0.003 --images 600 --negatives 1.0 --epochs 60 \
+        --blob-sigma 1.5 --workers 2 --threads 2 \
         --out src/humanoid_inspection/xray/models/adr_patchnet_reference.pt
 
 `--model seg` trains the dense SegNet detector instead (train_seg.py, its own options), and
