@@ -350,7 +350,6 @@ class CnnDetector:
             defect_from_region(fe, f['x0'], f['y0'], f['mask'], f['box'], f['sign'], f['kind'],
                                f['score'], mmpp_full, f['features']) for f in found])
 
-
     @staticmethod
     def _own_defect(z, blob, sign: float, peak, other, kind: str) -> bool:
         """Whether a candidate inside the region of the detection of `other` is a defect of
