@@ -299,8 +299,7 @@ def blob_candidates(z: np.ndarray, response: np.ndarray, threshold: float, xs, y
     bx, by = np.concatenate(found_x), np.concatenate(found_y)
     if len(bx) and len(xs):
         xs, ys = np.asarray(xs), np.asarray(ys)
-        gap = np.zeros(len(bx), np.int64)
-        gap[:] = np.iinfo(np.int64).max
+        gap = np.full(len(bx), np.iinfo(np.int64).max)
         for start in range(0, len(xs), 256):        # bounded memory on noisy radiographs
             cx, cy = xs[start:start + 256], ys[start:start + 256]
             d = np.maximum(np.abs(bx[:, None] - cx[None, :]), np.abs(by[:, None] - cy[None, :]))
@@ -313,7 +312,7 @@ def blob_candidates(z: np.ndarray, response: np.ndarray, threshold: float, xs, y
     return bx[order].astype(np.int64), by[order].astype(np.int64)
 
 
-def detector_candidates(z: np.ndarray, params: 'FrontEndParams'):
+def detector_candidates(z: np.ndarray, params: FrontEndParams):
     """The candidates the learned detectors judge (the same at training and at inspection):
     the maxima of |z| (find_candidates) followed, when params.blob_sigma_px > 0, by the blob
     candidates (blob_candidates).
