@@ -292,10 +292,19 @@ def test_estop_stops_the_cycle(tmp_path):
 
 def test_dead_node_stops_cleanly_and_keeps_records(tmp_path):
     cell = FakeCell(_parts(2), unavailable='acquire_and_inspect')
-    summary, store, _ = _run(tmp_path, cell)
+    rests = []
+    cell.go_to_rest = lambda: rests.append(len(events)) or True
+    events = []
+    store = RecordsStore(tmp_path / 'cell.db')
+    summary = InspectionCycle(cell, store, 'run', CycleConfig(),
+                              on_event=lambda *e: events.append(e)).run()
     assert not summary.success and 'node not answering' in summary.message
     assert store.all()[0].state == 'in_fixture'   # found again by the next run
-    assert cell.at_rest
+    # the stop is said as it happens, before the closing rest motion (which can wait for a
+    # robot that does not answer)
+    stops = [i for i, e in enumerate(events) if e[2] == 'cycle']
+    assert len(stops) == 1 and 'node not answering' in events[stops[0]][3]
+    assert rests[-1] == stops[0] + 1
 
 
 def test_consecutive_failures_stop_the_cycle(tmp_path):

@@ -316,6 +316,10 @@ class InspectionCycle:
         if self.canceled:
             success = False
             message = 'canceled'
+        if not success:
+            # said now, not with the result: the rest motion below waits for a robot that may
+            # not answer (up to its own timeout)
+            self._event(-1, '', 'cycle', message)
         try:
             self.services.go_to_rest()
         except ServiceUnavailable as exc:

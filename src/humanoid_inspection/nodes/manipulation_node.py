@@ -357,6 +357,11 @@ class ManipulationNode(Node):
             if self._estop:
                 return self._finish(goal_handle, result, ErrorCode.ESTOP,
                                     'safety/estop is active')
+            request = goal_handle.request
+            # the log then shows which hop a goal that never ends was lost on
+            self.get_logger().info(
+                f"pick_place: goal for '{request.object_id}' with "
+                f"{len(request.grasp_candidates)} grasp candidate(s): planning")
             goal_handle.publish_feedback(PickPlace.Feedback(phase='plan'))
             plan = self._plan(goal_handle.request)
             result.planning_time_s = float(plan.planning_time_s)
