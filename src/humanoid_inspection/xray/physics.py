@@ -180,6 +180,10 @@ class TransmissionTable:
         self.open_signal = float(signal[0])
 
     def _lookup(self, table: np.ndarray, thickness_mm: np.ndarray) -> np.ndarray:
+        # not lookup()'s twin: the float64 fraction makes this float64 (the ground truth's
+        # contrasts and d' are computed with it), where lookup() interpolates in float32 in
+        # place. One shared routine would change the simulated truth, so the labels of every
+        # training set, in the last bits
         position = np.asarray(thickness_mm, np.float32) * np.float32(self.inv_step)
         np.clip(position, 0.0, table.size - 1.001, out=position)
         index = position.astype(np.int32)
