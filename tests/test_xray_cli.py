@@ -139,3 +139,67 @@ def test_eval_command_takes_another_dose_of_the_same_parts(capsys):
     assert ratio.max() > 1.8
     assert cli.main(['xray-eval', '--images', '1', '--mas', '0', '--quiet']) == 2
     assert 'XraySimConfig.mas must be a finite number > 0' in capsys.readouterr().err
+
+
+def _gdxray_folder(root):
+    """A GDXray-style folder: Castings/<series>/*.png (8-bit) and annotations_xyxy.csv (x2, y2
+    inclusive, as GDXray writes them), radiographs of a plate at 0.1 mm a pixel, one file
+    corrupt."""
+    rows = ['series,image,x1,y1,x2,y2,source']
+    for series, seed, voids in (('C0001', 20, [(100, 120, 10)]), ('C0001', 21, []),
+                                ('C0002', 22, [(150, 90, 12)])):
+        folder = root / 'Castings' / series
+        folder.mkdir(parents=True, exist_ok=True)
+        image, truth = make_test_radiograph(seed=seed, voids=voids, pitch_mm=0.1,
+                                            dtype=np.uint8)
+        name = f'{series}_{seed:04d}.png'
+        cv2.imwrite(str(folder / name), image)
+        rows += [f'{series},{series}/{name},{x0},{y0},{x1 - 1},{y1 - 1},test'
+                 for _, (x0, y0, x1, y1) in truth]
+    (root / 'Castings' / 'C0001' / 'C0001_0099.png').write_bytes(
+        b'\x89PNG\r\n\x1a\n' + b'garbage' * 10)
+    (root / 'annotations_xyxy.csv').write_text('\n'.join(rows) + '\n')
+
+
+def test_eval_on_a_gdxray_folder_takes_its_pixel_size_and_skips_a_corrupt_file(tmp_path,
+                                                                               capsys):
+    from humanoid_inspection.xray.evaluate_cli import GDXRAY_PIXEL_MM
+    root = tmp_path / 'gdx'
+    _gdxray_folder(root)
+
+    def run(*extra):
+        out = tmp_path / ('eval' + '_'.join(extra))
+        assert cli.main(['xray-eval', '--dataset', 'gdxray', '--root', str(root),
+                         '--detectors', 'cnn', '--out', str(out), '--quiet', *extra]) == 0
+        return json.loads((out / 'metrics.json').read_text())
+
+    right = run('--pixel-pitch-mm', '0.1')
+    (result,) = right['results']
+    op = result['operating_point_iou50']
+    # the corrupt file is reported and skipped, the three others inspected
+    assert right['skipped'] == [{'image': 'C0001/C0001_0099.png',
+                                 'reason': 'cannot decode the image'}]
+    assert 'skipped C0001/C0001_0099.png' in capsys.readouterr().err
+    assert op['n_images'] == 3 and op['n_gt'] == 2
+    # at the size its pixels have, both voids are found and nothing else
+    assert op['tp'] == 2 and op['fp'] == 0 and result['ap50'] == pytest.approx(1.0)
+    # taken at 5x too small a pixel the voids shrink to nothing the detector sees as one
+    assert run('--pixel-pitch-mm', '0.02')['results'][0]['operating_point_iou50']['tp'] == 0
+    # without the option: GDXray's scale, recorded with the figures
+    assert run()['args']['pixel_pitch_mm'] == GDXRAY_PIXEL_MM
+    # --series splits by series
+    only = run('--pixel-pitch-mm', '0.1', '--series', 'C0002')
+    assert only['results'][0]['operating_point_iou50']['n_images'] == 1
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--dataset', 'gdxray', '--pixel-pitch-mm', '0'], '--pixel-pitch-mm must be a number > 0'),
+    (['--dataset', 'gdxray', '--magnification', 'nan'], '--magnification must be a number > 0'),
+    (['--pixel-pitch-mm', '0.1'], 'are for --dataset gdxray'),
+])
+def test_eval_refuses_a_pixel_size_it_cannot_use(tmp_path, capsys, args, message):
+    root = tmp_path / 'gdx'
+    _gdxray_folder(root)
+    assert cli.main(['xray-eval', '--root', str(root), '--out', str(tmp_path / 'o'),
+                     '--quiet', *args]) == 2
+    assert message in capsys.readouterr().err
