@@ -183,6 +183,14 @@ def test_eval_on_a_gdxray_folder_takes_its_pixel_size_and_skips_a_corrupt_file(t
     assert op['n_images'] == 3 and op['n_gt'] == 2
     # at the size its pixels have, both voids are found and nothing else
     assert op['tp'] == 2 and op['fp'] == 0 and result['ap50'] == pytest.approx(1.0)
+    # and per series (a real set's series differ in part and zoom)
+    by_series = result['by_series']
+    assert list(by_series) == ['C0001', 'C0002']
+    assert (by_series['C0001']['n_images'], by_series['C0001']['n_gt']) == (2, 1)
+    assert (by_series['C0002']['n_images'], by_series['C0002']['n_gt']) == (1, 1)
+    assert all(v['recall'] == 1.0 and v['false_alarms_per_image'] == 0.0
+               for v in by_series.values())
+    assert 'by series' in (tmp_path / 'eval--pixel-pitch-mm_0.1' / 'report.html').read_text()
     # taken at 5x too small a pixel the voids shrink to nothing the detector sees as one
     assert run('--pixel-pitch-mm', '0.02')['results'][0]['operating_point_iou50']['tp'] == 0
     # without the option: GDXray's scale, recorded with the figures
