@@ -604,8 +604,8 @@ def main(argv=None) -> int:
             if not results:
                 items = list(gdxray_items(root, csv_path, series, args.pixel_pitch_mm,
                                           args.magnification, skipped))
-                for name_, why in skipped:
-                    print(f'xray-eval: skipped {name_}: {why}', file=sys.stderr)
+                for bad_file, why in skipped:
+                    print(f'xray-eval: skipped {bad_file}: {why}', file=sys.stderr)
             grade_parts = False
         try:
             base = reference_base_detector(name, args.reference_weights,
