@@ -113,7 +113,9 @@ def gdxray_items(root: Path, csv_path: Path, series=None, pitch=GDXRAY_PIXEL_MM,
             if image.ndim == 3:
                 image = image[:, :, 0]
             gt = boxes.get(rel, [])
+            # GDXray's images come from an image intensifier: a dark surround to its field
             yield {'name': rel, 'image': image, 'pitch': pitch, 'mag': mag, 'series': s,
+                   'mask_unexposed': True,
                    'family': 'generic', 'gt_boxes': gt, 'gt_kinds': [''] * len(gt),
                    'gt_sizes': [float('nan')] * len(gt)}
 
@@ -304,7 +306,8 @@ def evaluate(items, detector_name: str, min_score: float, out_dir: Path, grade_p
         detector = item_detector(detector_name, item, reference_base)
         t = time.perf_counter()
         outcome = inspect_radiograph(item['image'], item['pitch'], item['mag'], item['family'],
-                                     detector=detector)
+                                     detector=detector,
+                                     mask_unexposed=item.get('mask_unexposed', False))
         times.append(time.perf_counter() - t)
         if getattr(detector, 'last_fallback', None):
             fallbacks.append({'image': item['name'], 'reason': detector.last_fallback})

@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                     'default: the part id\'s, else generic)')
     ap.add_argument('--table', default=None, help='acceptance table YAML (default E505 table)')
     ap.add_argument('--no-overlays', action='store_true', help='skip the overlay pictures')
+    ap.add_argument('--mask-unexposed', action='store_true',
+                    help="image-intensifier radiographs: drop detections at the field's dark "
+                    'surround (xray/exposure.py; not for parts that run past the image edge)')
     ap.add_argument('--part-id', default='',
                     help="the part every file shows, '<family>-<seed>' (names its model)")
     ap.add_argument('--records', default=None, metavar='CELL_DB',
@@ -267,7 +270,8 @@ def main(argv=None) -> int:
             detector, why = (inspectors.detector_for(job, image.shape[:2]) if inspectors
                              else (args.detector, None))
             outcome = inspect_radiograph(image, job.pixel_pitch_mm, job.magnification,
-                                         job.family, detector, table)
+                                         job.family, detector, table,
+                                         mask_unexposed=args.mask_unexposed)
             if why is None and inspectors and detector is not inspectors.image_only:
                 from humanoid_inspection.xray.detector_reference import account_registration
                 why = account_registration(detector, outcome)

@@ -4,7 +4,9 @@
 Image-quality problems that make a verdict meaningless (a constant image, mostly saturated
 pixels) do not raise: the part goes to REVIEW with the reason. Malformed input (empty, NaN,
 wrong shape or dtype, bad geometry, unknown family) raises ValueError with the reason.
-No ROS imports.
+With mask_unexposed, detections in or at the edge of a region the beam did not reach
+(exposure.py: an image intensifier's dark surround) are dropped before grading, whatever the
+detector. No ROS imports.
 """
 
 import time
@@ -16,6 +18,7 @@ import numpy as np
 from humanoid_inspection.xray.detector import (
     DEFAULT_DETECTOR, DetectedDefect, check_cancel, make_detector, mm_per_px,
     validate_radiograph)
+from humanoid_inspection.xray.exposure import drop_unexposed
 from humanoid_inspection.xray.grading import REVIEW, AcceptanceTable, grade, load_table
 
 SATURATED_SHARE_REVIEW = 0.5      # more saturated pixels than this -> REVIEW
@@ -91,8 +94,8 @@ def inspect_radiograph(image: np.ndarray, pixel_pitch_mm: float, magnification: 
                        family: str, detector: Union[str, object] = 'default',
                        table: Optional[AcceptanceTable] = None,
                        should_cancel: Optional[Callable[[], bool]] = None,
-                       progress: Optional[Callable[[str, float], None]] = None
-                       ) -> InspectionOutcome:
+                       progress: Optional[Callable[[str, float], None]] = None,
+                       mask_unexposed: bool = False) -> InspectionOutcome:
     """Inspect one radiograph.
 
     Args:
@@ -105,6 +108,9 @@ def inspect_radiograph(image: np.ndarray, pixel_pitch_mm: float, magnification: 
         should_cancel: polled between stages (and inside the detector); when it returns True
             InspectionCancelled is raised.
         progress: called with (stage, fraction 0..1) as stages start.
+        mask_unexposed: drop the detections at a region the beam did not reach
+            (exposure.drop_unexposed; for image-intensifier radiographs: darkness alone
+            cannot tell that region from thick metal at the border).
 
     Returns:
         InspectionOutcome.
@@ -138,6 +144,8 @@ def inspect_radiograph(image: np.ndarray, pixel_pitch_mm: float, magnification: 
                                  tuple(image.shape[:2]), time.perf_counter() - t_start)
     t = stage('detect', 0.1)
     defects = det.detect(image, pixel_pitch_mm, magnification, should_cancel=should_cancel)
+    if mask_unexposed:
+        defects = drop_unexposed(defects, image)
     times['detect'] = time.perf_counter() - t
     t = stage('grade', 0.9)
     result = grade(defects, family, tuple(image.shape[:2]), table)
