@@ -201,8 +201,10 @@ def test_eval_on_a_gdxray_folder_takes_its_pixel_size_and_skips_a_corrupt_file(t
 
 
 @pytest.mark.parametrize('args, message', [
-    (['--dataset', 'gdxray', '--pixel-pitch-mm', '0'], '--pixel-pitch-mm must be a number > 0'),
-    (['--dataset', 'gdxray', '--magnification', 'nan'], '--magnification must be a number > 0'),
+    (['--dataset', 'gdxray', '--pixel-pitch-mm', '0'],
+     'pixel_pitch_mm must be a finite positive number, got 0.0'),
+    (['--dataset', 'gdxray', '--magnification', 'nan'],
+     'magnification must be a finite positive number, got nan'),
     (['--pixel-pitch-mm', '0.1'], 'are for --dataset gdxray'),
 ])
 def test_eval_refuses_a_pixel_size_it_cannot_use(tmp_path, capsys, args, message):

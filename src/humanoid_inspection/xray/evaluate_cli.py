@@ -572,13 +572,14 @@ def main(argv=None) -> int:
     names = [d.strip() for d in args.detectors.split(',') if d.strip()]
     results, skipped = [], []
     if args.dataset == 'gdxray':
+        from humanoid_inspection.xray.detector import mm_per_px
         if args.pixel_pitch_mm is None:
             args.pixel_pitch_mm = GDXRAY_PIXEL_MM
-        for what in ('pixel_pitch_mm', 'magnification'):
-            if not np.isfinite(getattr(args, what)) or getattr(args, what) <= 0:
-                print(f'xray-eval: --{what.replace("_", "-")} must be a number > 0, got '
-                      f'{getattr(args, what)}', file=sys.stderr)
-                return 2
+        try:
+            mm_per_px(args.pixel_pitch_mm, args.magnification)
+        except ValueError as exc:
+            print(f'xray-eval: --pixel-pitch-mm / --magnification: {exc}', file=sys.stderr)
+            return 2
     elif args.pixel_pitch_mm is not None or args.magnification != 1.0:
         print('xray-eval: --pixel-pitch-mm and --magnification are for --dataset gdxray (the '
               "synthetic radiographs carry their own geometry)", file=sys.stderr)
