@@ -102,6 +102,23 @@ def test_short_cycle_records_and_report(launch_nodes, ros_client, tmp_path):
         f'part inspected but not sorted: {rec.failure_reason or result.message}'
     assert rec.ground_truth.get('expected_verdict') in ('ACCEPT', 'REVIEW', 'REJECT')
     assert result.accepted + result.rejected + result.review == 1
+    # the part is physically where the record says it went, the other one still on the table
+    rows = _where_parts_are(ros_client, records)
+    assert [(r.part_id, r.found) for r in rows if r.part_id == rec.part_id] == \
+        [(rec.part_id, rec.destination)]
+    assert not [r for r in rows if r.mismatch], [r.to_dict() for r in rows]
+
+
+def _where_parts_are(client, records):
+    """cell/audit.py's rows from the simulation's ground truth service."""
+    import json
+    from std_srvs.srv import Trigger
+    from humanoid_inspection.cell.audit import audit_locations
+    from humanoid_inspection.cell_geometry import load_cell
+    truth = client.node.create_client(Trigger, 'sim/ground_truth')
+    assert truth.wait_for_service(timeout_sec=10.0)
+    reply = client.wait_future(truth.call_async(Trigger.Request()), 10.0)
+    return audit_locations(json.loads(reply.message), records, load_cell())
 
 
 @requires_stack
@@ -147,3 +164,5 @@ def test_sigkill_mid_cycle_then_restart(launch_nodes, ros_client, tmp_path):
     # nothing committed before the kill was lost, and no duplicate record was made for it
     assert store.all()[0].record_id == rec.record_id
     assert sum(1 for r in store.all() if r.part_id == again.part_id) == 1
+    # and after the crash the records still tell where every part physically is
+    assert not [r for r in _where_parts_are(ros_client, store.all()) if r.mismatch]

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from humanoid_inspection import launch_spec
 
@@ -142,6 +142,11 @@ def run_demo(parts: int, seed: int, out_dir: Path, record: Optional[Path] = None
         outcome['result'] = {k: getattr(result, k) for k in (
             'success', 'message', 'parts_done', 'accepted', 'rejected', 'review', 'failed')}
         outcome['result']['part_ids'] = list(result.part_ids)
+        try:
+            outcome['final_truth'] = client.ground_truth(15.0, stack.check_alive)
+        except (TimeoutError, RuntimeError) as exc:
+            outcome['final_truth_error'] = str(exc)
+            _log(f'cannot check where the parts are: {exc}')
     except KeyboardInterrupt:
         cancelled = client.cancelled_result if client is not None else None
         if cancelled is not None:
@@ -181,6 +186,30 @@ def _dead_nodes(stack) -> str:
                      f'{p.log_tail(15)}' for p in dead)
 
 
+def check_locations(outcome: dict, records, metrics: dict) -> Tuple[List[str], str]:
+    """Where the parts physically are against the records (cell/audit.py).
+
+    Stores the rows in metrics['part_locations'] (None with metrics['part_locations_error']
+    when the simulation's truth could not be read).
+
+    Returns:
+        (problems, the table to print).
+    """
+    from humanoid_inspection.cell.audit import audit_locations, format_locations
+    from humanoid_inspection.cell_geometry import load_cell
+    truth = outcome.get('final_truth')
+    if truth is None:
+        metrics['part_locations'] = None
+        metrics['part_locations_error'] = outcome.get('final_truth_error', 'not read')
+        why = metrics['part_locations_error']
+        return [f'where the parts are could not be checked: {why}'], ''
+    rows = audit_locations(truth, records, load_cell())
+    metrics['part_locations'] = [r.to_dict() for r in rows]
+    problems = [f'{r.part_id} is recorded as {r.outcome or "not handled"}, so it must be in '
+                f'{r.expected}, but it is in {r.found}' for r in rows if r.mismatch]
+    return problems, 'where the parts are (simulation truth):\n' + format_locations(rows)
+
+
 def finish(outcome: dict, parts: int) -> int:
     """Report, metrics JSON, summary table; return the exit code."""
     from humanoid_inspection.cell.metrics import cell_metrics, format_summary
@@ -194,10 +223,13 @@ def finish(outcome: dict, parts: int) -> int:
     metrics['total_wall_s'] = outcome.get('total_wall_s')
     metrics['result'] = outcome.get('result')
     out_dir = Path(outcome['out_dir'])
+    locations, location_table = check_locations(outcome, records, metrics)
     (out_dir / 'metrics.json').write_text(json.dumps(metrics, indent=2))
     report = render_report(outcome['db'], out_dir / 'report')
     print('\n' + summary_table(records) + '\n')
     print(format_summary(metrics) + '\n')
+    if location_table:
+        print(location_table + '\n')
     result = outcome.get('result') or {}
     print(f'cycle: {result.get("message")}')
     print(f'report:  {report}')
@@ -214,6 +246,7 @@ def finish(outcome: dict, parts: int) -> int:
         problems.append(f'only {sorted_parts} of {parts} part(s) were inspected and sorted')
     if metrics['escapes']:
         problems.append(f'{metrics["escapes"]} defective part(s) were accepted (escapes)')
+    problems += locations
     for problem in problems:
         print(f'DEMO FAILED: {problem}', file=sys.stderr)
     return 1 if problems else 0

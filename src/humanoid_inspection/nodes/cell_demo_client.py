@@ -4,6 +4,7 @@ Used by humanoid_inspection.cell.demo (which imports it only after it has set th
 environment). Kept here because only nodes/ imports rclpy.
 """
 
+import json
 import threading
 import time
 from typing import Callable, Iterable, Optional
@@ -99,6 +100,34 @@ class DemoClient:
             except Exception:  # the stack may be gone already
                 pass
             raise
+
+    def ground_truth(self, timeout: float, alive: Callable[[], None],
+                     service: str = 'sim/ground_truth') -> dict:
+        """The simulation's ground truth (std_srvs/Trigger, JSON in the message), decoded.
+
+        Raises:
+            TimeoutError: the service did not answer within timeout.
+            RuntimeError: it answered with a failure or with a message that is not JSON.
+        """
+        from std_srvs.srv import Trigger
+        client = self.node.create_client(Trigger, service)
+        try:
+            deadline = time.monotonic() + timeout
+            while not client.wait_for_service(timeout_sec=0.2):
+                alive()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f'{service}: not served within {timeout:.0f} s')
+            reply = self._wait(client.call_async(Trigger.Request()),
+                               max(1.0, deadline - time.monotonic()), alive, service)
+        finally:
+            self.node.destroy_client(client)
+        if not reply.success:
+            raise RuntimeError(f'{service} failed: {reply.message[:200]}')
+        try:
+            return json.loads(reply.message)
+        except ValueError as exc:
+            raise RuntimeError(f'{service} answered with a message that is not JSON: '
+                               f'{exc}') from exc
 
     def start_recording(self, path, exclude: Iterable[str] = ()) -> 'TopicRecorder':
         """Record every topic of the graph (discovered once a second) to an MCAP file."""
