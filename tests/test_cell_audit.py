@@ -103,3 +103,22 @@ def test_audit_of_the_simulated_cell_as_it_starts(cell):
 def test_truth_without_parts_is_refused(cell):
     with pytest.raises(ValueError, match='no parts list'):
         audit_locations({'time': 1.0}, [], cell)
+
+
+def test_demo_fails_when_a_part_is_not_where_its_record_says(cell):
+    from humanoid_inspection.cell.demo import check_locations
+    records = [_record('a', 'rejected', 'reject_bin', 0)]
+    truth = {'parts': [{'part_id': 'a', 'position': [0.5, -0.2, 0.0], 'held_by': None}]}
+    metrics = {}
+    problems, table = check_locations({'final_truth': truth}, records, metrics)
+    assert problems == ['a is recorded as rejected, so it must be in reject_bin, but it is in '
+                        'floor']
+    assert 'NOT THERE' in table and metrics['part_locations'][0]['found'] == 'floor'
+    truth['parts'][0]['position'] = _in(cell, 'reject_bin')
+    assert check_locations({'final_truth': truth}, records, {})[0] == []
+    # truth that could not be read fails the demo too, with the reason
+    metrics = {}
+    problems, table = check_locations({'final_truth_error': 'sim/ground_truth: not served'},
+                                      records, metrics)
+    assert problems == ['where the parts are could not be checked: sim/ground_truth: not '
+                        'served'] and table == '' and metrics['part_locations'] is None

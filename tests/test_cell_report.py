@@ -82,6 +82,22 @@ def test_report_renders_pictures_and_tables(tmp_path):
     for name in imgs:
         assert f'img/{name}' in page
     assert json.loads((tmp_path / 'out' / 'metrics.json').read_text())['parts'] == 3
+    assert 'Where the parts are' not in page     # recorded data alone cannot know
+
+
+def test_report_shows_where_the_parts_are(tmp_path):
+    from humanoid_inspection.cell.audit import PartLocation
+    store = RecordsStore(tmp_path / 'run' / 'cell.db')
+    _fill(store, [('REJECT', True)])
+    store.close()
+    rows = [PartLocation('P0', 'rejected', 'reject_bin', 'floor', [0.5, -0.2, 0.01]),
+            PartLocation('P9', None, 'table', 'table', [0.34, 0.24, 0.85])]
+    page = render_report(tmp_path / 'run' / 'cell.db', tmp_path / 'out',
+                         locations=[r.to_dict() for r in rows]).read_text()
+    section = page.split('Where the parts are')[1]
+    assert '<td class="bad">floor (NOT THERE)</td>' in section
+    assert '<td class="ok">table</td>' in section and 'not handled' in section
+    assert '0.500, -0.200, 0.010' in section
 
 
 def test_overlay_draws_boxes_in_kind_colour():

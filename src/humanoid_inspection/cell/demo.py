@@ -225,7 +225,8 @@ def finish(outcome: dict, parts: int) -> int:
     out_dir = Path(outcome['out_dir'])
     locations, location_table = check_locations(outcome, records, metrics)
     (out_dir / 'metrics.json').write_text(json.dumps(metrics, indent=2))
-    report = render_report(outcome['db'], out_dir / 'report')
+    report = render_report(outcome['db'], out_dir / 'report',
+                           locations=metrics.get('part_locations'))
     print('\n' + summary_table(records) + '\n')
     print(format_summary(metrics) + '\n')
     if location_table:

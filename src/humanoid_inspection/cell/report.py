@@ -125,13 +125,33 @@ img.rg{max-width:360px} img.snap{max-width:240px} pre{background:#f6f6f6;padding
 '''
 
 
-def render_report(db_path, out_dir=None, run_id: Optional[str] = None) -> Path:
+def _locations_html(locations: list) -> str:
+    """The 'where the parts are' section: one row per part, a part not where its record
+    says in red."""
+    rows = ''.join(
+        f'<tr><td>{_esc(loc["part_id"])}</td><td>{_esc(loc["outcome"] or "not handled")}</td>'
+        f'<td>{_esc(loc["expected"] or "-")}</td>'
+        f'<td class="{"bad" if loc["mismatch"] else ("ok" if loc["expected"] else "")}">'
+        f'{_esc(loc["found"])}{" (NOT THERE)" if loc["mismatch"] else ""}</td>'
+        f'<td>{", ".join(f"{v:.3f}" for v in loc["position"])}</td></tr>' for loc in locations)
+    return ('<h2>Where the parts are (simulation truth, end of the run)</h2>'
+            '<p>A part recorded as sorted must lie at its record\'s destination, a part '
+            'with no record on the table; a failed part makes no claim.</p>'
+            '<table><tr><th>part</th><th>recorded outcome</th><th>must be in</th>'
+            f'<th>is in</th><th>position (world, m)</th></tr>{rows}</table>')
+
+
+def render_report(db_path, out_dir=None, run_id: Optional[str] = None,
+                  locations: Optional[list] = None) -> Path:
     """Render the report of a records database; return the path of index.html.
 
     Args:
         db_path: the records database (cell.db).
         out_dir: output folder (default ``<db folder>/report``).
         run_id: only this run's records (default: all).
+        locations: where the parts physically are at the end of the run
+            (cell/audit.py ``PartLocation.to_dict()`` rows, from the simulation's truth);
+            None: no such section (a report of recorded data alone cannot know).
 
     Raises:
         RecordsError: missing or unreadable database.
@@ -200,6 +220,7 @@ def render_report(db_path, out_dir=None, run_id: Optional[str] = None) -> Path:
     run_html = ''.join(
         f'<tr><td>{_esc(r["run_id"])}</td><td>{_esc(r["message"])}</td></tr>' for r in runs
         if run_id is None or r['run_id'] == run_id)
+    where_html = '' if locations is None else _locations_html(locations)
     page = f'''<!DOCTYPE html><html><head><meta charset="utf-8">
 <title>Inspection cell report</title><style>{_CSS}</style></head><body>
 <h1>Inspection cell report</h1>
@@ -215,6 +236,7 @@ simulation's ground truth where known.</p>
 <table><tr><th>part</th><th>radiograph + defects</th><th>head camera</th><th>verdict</th>
 <th>defects / reasons</th><th>robot / timing (s)</th></tr>
 {''.join(rows)}</table>
+{where_html}
 <h2>Runs</h2><table><tr><th>run</th><th>result</th></tr>{run_html}</table>
 </body></html>
 '''
