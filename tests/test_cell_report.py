@@ -116,3 +116,24 @@ def test_report_cli(tmp_path, capsys):
     assert (tmp_path / 'report' / 'index.html').is_file()
     assert report_cli.main(['--db', str(tmp_path / 'missing.db')]) == 2
     assert 'no records database' in capsys.readouterr().err
+
+
+def test_report_cli_shows_the_demo_part_locations(tmp_path, capsys):
+    """A demo folder re-rendered: the locations come from its metrics.json; a broken one is
+    named and left out, the report still made."""
+    from humanoid_inspection.cell.audit import PartLocation
+    store = RecordsStore(tmp_path / 'cell.db')
+    _fill(store, [('REJECT', True)])
+    store.close()
+    row = PartLocation('P0', 'rejected', 'reject_bin', 'floor', [0.5, -0.2, 0.01]).to_dict()
+    (tmp_path / 'metrics.json').write_text(json.dumps({'part_locations': [row]}))
+    assert report_cli.main(['--db', str(tmp_path / 'cell.db')]) == 0
+    page = (tmp_path / 'report' / 'index.html').read_text()
+    assert 'floor (NOT THERE)' in page
+    (tmp_path / 'metrics.json').write_text(json.dumps({'part_locations': [{'part_id': 'P0'}]}))
+    assert report_cli.main(['--db', str(tmp_path / 'cell.db')]) == 0
+    assert 'part locations left out' in capsys.readouterr().err
+    assert 'Where the parts are' not in (tmp_path / 'report' / 'index.html').read_text()
+    (tmp_path / 'metrics.json').write_text('{not json')
+    assert report_cli.main(['--db', str(tmp_path / 'cell.db')]) == 0
+    assert 'unreadable' in capsys.readouterr().err

@@ -1,9 +1,41 @@
-"""`humanoid-inspection report --db PATH [--out DIR] [--run RUN_ID]`: HTML report of a cell run."""
+"""`humanoid-inspection report --db PATH [--out DIR] [--run RUN_ID]`: HTML report of a cell run.
+
+A demo run's folder holds its `metrics.json` beside `cell.db`; the part locations the demo
+checked against the simulation (cell/audit.py, `part_locations`) are taken from it, so the
+report re-rendered from the folder shows them as the demo's did.
+"""
 
 import argparse
+import json
 import sys
+from pathlib import Path
+from typing import Optional, Tuple
 
 from humanoid_inspection.cell.records import RecordsError
+
+
+LOCATION_KEYS = ('part_id', 'outcome', 'expected', 'found', 'position', 'mismatch')
+
+
+def demo_locations(db) -> Tuple[Optional[list], str]:
+    """The demo's part_locations from metrics.json beside the database.
+
+    Returns:
+        (rows or None, '' or why a metrics.json that exists gave none).
+    """
+    path = Path(db).parent / 'metrics.json'
+    if not path.is_file():
+        return None, ''
+    try:
+        rows = json.loads(path.read_text()).get('part_locations')
+    except (OSError, ValueError, AttributeError) as exc:
+        return None, f'{path}: unreadable ({exc})'
+    if rows is None:
+        return None, ''
+    if not isinstance(rows, list) or not all(
+            isinstance(r, dict) and all(k in r for k in LOCATION_KEYS) for r in rows):
+        return None, f'{path}: part_locations is not a list of {", ".join(LOCATION_KEYS)}'
+    return rows, ''
 
 
 def main(argv=None) -> int:
@@ -15,8 +47,11 @@ def main(argv=None) -> int:
     parser.add_argument('--run', default=None, help='only this run id')
     args = parser.parse_args(argv)
     from humanoid_inspection.cell.report import render_report
+    locations, why = demo_locations(args.db)
+    if why:
+        print(f'humanoid-inspection report: part locations left out: {why}', file=sys.stderr)
     try:
-        index = render_report(args.db, args.out, args.run)
+        index = render_report(args.db, args.out, args.run, locations=locations)
     except RecordsError as exc:
         print(f'humanoid-inspection report: {exc}', file=sys.stderr)
         return 2
