@@ -51,6 +51,15 @@ def test_places_of_the_cell(cell):
         'reject_bin'
 
 
+def test_a_turned_place_is_judged_along_its_own_axes():
+    from humanoid_inspection.cell.audit import Area
+    from humanoid_inspection.cell_geometry import Pose
+    # a 0.40 x 0.10 m tray turned 90 deg: it now runs along y
+    tray = Area.of('tray', Pose((1.0, 0.0, 0.5), (0.0, 0.0, math.pi / 2)), (0.40, 0.10))
+    assert tray.holds([1.0, 0.18, 0.51]) and not tray.holds([1.18, 0.0, 0.51])
+    assert Area.of('tray', Pose((1.0, 0.0, 0.5)), (0.40, 0.10)).holds([1.18, 0.0, 0.51])
+
+
 @pytest.mark.parametrize('position', [[0.1, 0.2], [0.1, math.nan, 0.8], 'here'])
 def test_malformed_position_is_refused(cell, position):
     with pytest.raises(ValueError, match='three finite numbers'):

@@ -29,20 +29,29 @@ SORTED_OUTCOMES = ('accepted', 'rejected', 'review')
 
 @dataclass(frozen=True)
 class Area:
-    """An axis-aligned place in the world: footprint centre and size (m), surface height."""
+    """A place in the world: footprint centre and size (m, along its own axes), its yaw
+    (rad, as the place's pose in config/cell.yaml), surface height."""
 
     name: str
     centre_xy: Sequence[float]
     size_xy: Sequence[float]
     surface_z: float
+    yaw: float = 0.0
+
+    @staticmethod
+    def of(name: str, pose, size_xy) -> 'Area':
+        """The Area of a cell_geometry Pose (centre of the surface) and footprint size."""
+        return Area(name, pose.xyz[:2], size_xy, pose.xyz[2], pose.rpy[2])
 
     def holds(self, position) -> bool:
         """Whether a part origin at position (world, m) lies in this place."""
         p = np.asarray(position, float)
-        half = np.asarray(self.size_xy, float) / 2.0 + FOOTPRINT_MARGIN_M
-        inside = np.all(np.abs(p[:2] - np.asarray(self.centre_xy, float)[:2]) <= half)
-        return bool(inside and self.surface_z - BELOW_SURFACE_M <= p[2]
-                    <= self.surface_z + ABOVE_SURFACE_M)
+        d = p[:2] - np.asarray(self.centre_xy, float)[:2]
+        c, s = np.cos(-self.yaw), np.sin(-self.yaw)
+        local = np.array([c * d[0] - s * d[1], s * d[0] + c * d[1]])
+        half = np.asarray(self.size_xy, float)[:2] / 2.0 + FOOTPRINT_MARGIN_M
+        return bool(np.all(np.abs(local) <= half) and
+                    self.surface_z - BELOW_SURFACE_M <= p[2] <= self.surface_z + ABOVE_SURFACE_M)
 
 
 def cell_areas(cell) -> List[Area]:
@@ -52,14 +61,11 @@ def cell_areas(cell) -> List[Area]:
     review, fixture; then table.
     """
     fixture = cell.xray_cabinet.fixture
-    areas = [Area(f'{b.name}_bin', b.pose.xyz[:2], b.inner_size, b.pose.xyz[2])
-             for b in (cell.accept_bin, cell.reject_bin)]
-    areas.append(Area('review', cell.review.pose.xyz[:2], cell.review.size,
-                      cell.review.pose.xyz[2]))
-    areas.append(Area('fixture', fixture.pose.xyz[:2], fixture.size[:2], fixture.pose.xyz[2]))
-    areas.append(Area('table', cell.table.pose.xyz[:2], cell.table.size[:2],
-                      cell.table.top_z))
-    return areas
+    return [Area.of('accept_bin', cell.accept_bin.pose, cell.accept_bin.inner_size),
+            Area.of('reject_bin', cell.reject_bin.pose, cell.reject_bin.inner_size),
+            Area.of('review', cell.review.pose, cell.review.size),
+            Area.of('fixture', fixture.pose, fixture.size[:2]),
+            Area.of('table', cell.table.pose, cell.table.size[:2])]
 
 
 def locate(position, held_by: Optional[str], areas: Iterable[Area]) -> str:
