@@ -14,7 +14,11 @@ from typing import Optional, Tuple
 from humanoid_inspection.cell.records import RecordsError
 
 
-LOCATION_KEYS = ('part_id', 'outcome', 'expected', 'found', 'position', 'mismatch')
+def _location_keys() -> Tuple[str, ...]:
+    """The keys of a PartLocation.to_dict() row (what the report's section reads)."""
+    from dataclasses import fields
+    from humanoid_inspection.cell.audit import PartLocation
+    return tuple(f.name for f in fields(PartLocation)) + ('mismatch',)
 
 
 def demo_locations(db) -> Tuple[Optional[list], str]:
@@ -32,9 +36,10 @@ def demo_locations(db) -> Tuple[Optional[list], str]:
         return None, f'{path}: unreadable ({exc})'
     if rows is None:
         return None, ''
+    keys = _location_keys()
     if not isinstance(rows, list) or not all(
-            isinstance(r, dict) and all(k in r for k in LOCATION_KEYS) for r in rows):
-        return None, f'{path}: part_locations is not a list of {", ".join(LOCATION_KEYS)}'
+            isinstance(r, dict) and all(k in r for k in keys) for r in rows):
+        return None, f'{path}: part_locations is not a list of {", ".join(keys)}'
     return rows, ''
 
 
