@@ -35,6 +35,10 @@ class HandOffExecutor(MultiThreadedExecutor):
         context: the rclpy context.
     """
 
+    # rclpy's Executor.__del__ reads this; an __init__ that raised before the parent's ran
+    # would otherwise leave an AttributeError for the garbage collector to print
+    _sigint_gc = None
+
     def __init__(self, num_threads: Optional[int] = None, handoff_timeout_s: float = 0.05,
                  *, context=None):
         if not handoff_timeout_s > 0:
