@@ -89,7 +89,17 @@ class FakeCellServers:
         ActionServer(node, InspectPart, 'inspect_part', self._inspect, callback_group=group)
         from std_srvs.srv import Trigger
         self.rest_calls = 0
-        node.create_service(Trigger, 'manipulation/rest', self._rest, callback_group=group)
+        self.rest_replies_lost = 0        # replies to drop, as Fast DDS does in discovery
+        rest = node.create_service(Trigger, 'manipulation/rest', self._rest,
+                                   callback_group=group)
+        send_reply = rest.send_response
+
+        def maybe_lose(response, header):
+            if self.rest_replies_lost > 0:
+                self.rest_replies_lost -= 1
+                return
+            send_reply(response, header)
+        rest.send_response = maybe_lose
 
     def _rest(self, _request, response):
         self.rest_calls += 1
@@ -223,6 +233,25 @@ def test_cycle_over_fake_servers_records_every_part(launch_nodes, ros_client, tm
     assert recs[0].grasp_attempts == 2
     assert recs[1].defects[0]['box_xyxy'] == [3, 4, 9, 10]
     assert all((store.root / x.radiograph_path).is_file() for x in recs)
+
+
+def test_a_lost_rest_reply_is_asked_again_not_waited_out(launch_nodes, ros_client, tmp_path):
+    # CI: manipulation served cell_manager's first manipulation/rest call but Fast DDS dropped
+    # the reply (the server had not yet matched the client's reply reader); cell_manager
+    # waited silently for pick_place_timeout_s (300 s). Now it asks again after rest_answer_s.
+    fake = FakeCellServers(ros_client.node, [{'id': 'C-1', 'slot': 0, 'grasp_failures': 0}])
+    fake.rest_replies_lost = 1
+    stack = launch_nodes(['cell_manager'], params={'cell_manager': {
+        'records_db': str(tmp_path / 'cell.db'), 'perception_timeout_s': 5.0,
+        'rest_answer_s': 2.0, 'handover_destinations': ['none']}})
+    result, _ = _send_goal(ros_client, 1, timeout=90.0)
+    stack.check_alive()
+    assert result.result.success and list(result.result.part_ids) == ['C-1'], \
+        result.result.message
+    assert fake.rest_replies_lost == 0 and fake.rest_calls >= 3   # lost, asked again, ...
+    log = stack.processes[0].log_tail(200)
+    assert 'manipulation/rest: no answer within 2 s; sending the request again' in log
+    assert 'no rest motion' not in log
 
 
 def test_a_part_chosen_later_is_found_again_when_its_detections_had_no_depth(

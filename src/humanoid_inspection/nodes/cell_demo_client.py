@@ -17,6 +17,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from humanoid_inspection.cell.recording import McapRecorderFile
 from humanoid_inspection.nodes.executor import HandOffExecutor
+from humanoid_inspection.nodes.service_calls import call_resending
 
 
 class DemoClient:
@@ -102,8 +103,12 @@ class DemoClient:
             raise
 
     def ground_truth(self, timeout: float, alive: Callable[[], None],
-                     service: str = 'sim/ground_truth') -> dict:
+                     service: str = 'sim/ground_truth',
+                     log: Callable[[str], None] = print) -> dict:
         """The simulation's ground truth (std_srvs/Trigger, JSON in the message), decoded.
+
+        The request is sent again every 5 s while unanswered (nodes/service_calls.py): this
+        client is new, and its first reply can be lost while discovery completes.
 
         Raises:
             TimeoutError: the service did not answer within timeout.
@@ -117,8 +122,10 @@ class DemoClient:
                 alive()
                 if time.monotonic() > deadline:
                     raise TimeoutError(f'{service}: not served within {timeout:.0f} s')
-            reply = self._wait(client.call_async(Trigger.Request()),
-                               max(1.0, deadline - time.monotonic()), alive, service)
+            # a read: sent again when unanswered (a fresh client's first reply can be lost)
+            reply = call_resending(client, Trigger.Request(), answer_within_s=5.0,
+                                   total_s=max(1.0, deadline - time.monotonic()), what=service,
+                                   alive=alive, log=log)
         finally:
             self.node.destroy_client(client)
         if not reply.success:

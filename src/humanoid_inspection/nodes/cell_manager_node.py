@@ -37,6 +37,7 @@ from humanoid_inspection.cell.records import RecordsStore
 from humanoid_inspection.nodes.conversions import ImageConversionError, image_to_numpy
 from humanoid_inspection.nodes.node_support import (
     Param, StartupError, declare_typed_parameters, reject_unknown_parameters, run_node)
+from humanoid_inspection.nodes.service_calls import call_resending
 
 ENDED_STATUSES = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_CANCELED,
                   GoalStatus.STATUS_ABORTED)
@@ -115,11 +116,17 @@ PARAMS = (
     Param('affordance_retry_s', 30.0, 'take newer detections while affordance/predict has '
           'no depth frame for them (s)', 0.0, 120.0),
     Param('pick_place_timeout_s', 300.0, 'pick_place action timeout (s)', 1.0, 3600.0),
+    Param('service_resend_s', 10.0, 'an affordance/predict or xray/acquire request unanswered '
+          'this long is sent again (a reply lost while DDS discovery completes; both are '
+          'safe to serve twice); their timeouts bound the whole call (s)', 0.5, 600.0),
     Param('acquire_timeout_s', 60.0, 'xray/acquire timeout (s)', 0.5, 600.0),
     Param('inspect_timeout_s', 60.0, 'inspect_part timeout (s)', 0.5, 600.0),
     Param('ground_truth_service', '', 'simulation ground-truth service; empty = none'),
     Param('rest_service', 'manipulation/rest', 'std_srvs/Trigger that sends both arms to the '
           'ready pose (the manipulation node); empty = none (no parking, no rest)'),
+    Param('rest_answer_s', 30.0, 'no answer from rest_service this long after a request -> '
+          'send it again (a reply lost while DDS discovery completes; a rest from rest is a '
+          'no-op); pick_place_timeout_s bounds the whole call (s)', 1.0, 600.0),
     Param('status_rate_hz', 1.0, 'cell/status and diagnostics rate (Hz)', 0.1, 50.0),
 )
 
@@ -224,6 +231,16 @@ class RosCellServices(CellServices):
         if exc is not None:
             raise ServiceUnavailable(f'{what}: {exc}')
         return future.result()
+
+    def _call_resending(self, client, request, answer_within_s: float, total_s: float,
+                        what: str):
+        """An idempotent service call sent again when unanswered (nodes/service_calls.py)."""
+        try:
+            return call_resending(client, request, answer_within_s=answer_within_s,
+                                  total_s=total_s, what=what,
+                                  log=self.node.get_logger().warning)
+        except TimeoutError as exc:
+            raise ServiceUnavailable(str(exc)) from None
 
     def _ready(self, client, what: str) -> None:
         wait = self.p['server_wait_s']
@@ -331,11 +348,11 @@ class RosCellServices(CellServices):
         client = self.node.predict_client
         self._ready(client, 'affordance/predict')
         t0 = time.monotonic()
-        resp = self._wait_future(
-            client.call_async(PredictAffordance.Request(
+        resp = self._call_resending(
+            client, PredictAffordance.Request(
                 object_id=sighting.object_id, in_base_frame=True,
-                detections_stamp=sighting.handle['stamp'])),
-            self.p['affordance_timeout_s'], 'affordance/predict')
+                detections_stamp=sighting.handle['stamp']),
+            self.p['service_resend_s'], self.p['affordance_timeout_s'], 'affordance/predict')
         compute = time.monotonic() - t0
         a = resp.candidates
         nothing_tried = not (a.discarded_no_depth or a.discarded_too_wide
@@ -648,9 +665,9 @@ class RosCellServices(CellServices):
         node = self.node
         self._ready(node.acquire_client, 'xray/acquire')
         t0 = time.monotonic()
-        resp = self._wait_future(
-            node.acquire_client.call_async(AcquireRadiograph.Request(part_id=expected_part_id)),
-            self.p['acquire_timeout_s'], 'xray/acquire')
+        resp = self._call_resending(
+            node.acquire_client, AcquireRadiograph.Request(part_id=expected_part_id),
+            self.p['service_resend_s'], self.p['acquire_timeout_s'], 'xray/acquire')
         acquire_s = time.monotonic() - t0
         if not resp.success:
             empty = 'empty' in resp.message.lower()
@@ -686,8 +703,7 @@ class RosCellServices(CellServices):
         client = self.node.truth_client
         if client is None or not part_id or not client.wait_for_service(timeout_sec=1.0):
             return None
-        resp = self._wait_future(client.call_async(client.srv_type.Request()), 5.0,
-                                 'ground truth')
+        resp = self._call_resending(client, client.srv_type.Request(), 2.0, 6.0, 'ground truth')
         if not resp.success:
             return None
         try:
@@ -706,8 +722,8 @@ class RosCellServices(CellServices):
         if not client.wait_for_service(timeout_sec=self.p['server_wait_s']):
             raise ServiceUnavailable(f'{self.p["rest_service"]} is not available')
         from std_srvs.srv import Trigger
-        resp = self._wait_future(client.call_async(Trigger.Request()),
-                                 self.p['pick_place_timeout_s'], self.p['rest_service'])
+        resp = self._call_resending(client, Trigger.Request(), self.p['rest_answer_s'],
+                                    self.p['pick_place_timeout_s'], self.p['rest_service'])
         return bool(resp.success)
 
 
