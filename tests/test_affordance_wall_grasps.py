@@ -217,3 +217,45 @@ def test_runs_that_all_lack_contact_give_no_grasp_not_an_error():
     hm = HeightMap(np.vstack([table, part]), part, np.array([0.0, 0.0, 1.0, 0.0]),
                    np.array([0.0, 0.02, 0.0]), np.array([1.0, 0.0, 0.0]), 0.12)
     assert find_wall_grasps(hm, WallGraspParams(), (0.0, 0.0)) == []
+
+
+def _spoked_hub(spokes: int, spoke_yaw: float):
+    """Points (1 mm grid) of a hub like seed-7 hub-007001 with `spokes` spokes, on a table.
+
+    Web 5.2 mm, rim 6 mm wide and 12.9 mm high, spokes 5.6 mm wide and 10.3 mm high, the
+    central boss 36.6 mm across and 18.8 mm high.
+    """
+    x, y = _grid_points(-0.062, 0.062, -0.062, 0.062, 0.0)[:, :2].T
+    r = np.hypot(x, y)
+    z = np.full(x.size, np.nan)
+    z[r <= 0.060] = 0.0052
+    z[(r >= 0.054) & (r <= 0.060)] = 0.0129
+    for k in range(spokes):
+        t = spoke_yaw + 2 * np.pi * k / spokes
+        along, across = x * np.cos(t) + y * np.sin(t), -x * np.sin(t) + y * np.cos(t)
+        z[(along >= 0.018) & (along <= 0.054) & (np.abs(across) <= 0.0028)] = 0.0103
+    z[r <= 0.0183] = 0.01875
+    keep = ~np.isnan(z)
+    part = np.stack([x[keep], y[keep], z[keep]], axis=1)
+    table = _grid_points(-0.1, 0.1, -0.1, 0.1, 0.0)
+    return HeightMap(np.vstack([table, part]), part, np.array([0.0, 0.0, 1.0, 0.0]),
+                     np.zeros(3), np.array([1.0, 0.0, 0.0]), 0.075)
+
+
+@pytest.mark.parametrize('spoke_yaw_deg', [12.0, 42.0])
+def test_a_tall_boss_between_spokes_is_grasped_with_the_tips_above_the_spokes(spoke_yaw_deg):
+    # seed-7 hub-007001 had no grasp in 13 of 57 poses (the demo gave it up as no_grasp):
+    # every landing zone beside its boss held a spoke, the tips had to be at 13.3 mm, and the
+    # boss leaves 5 mm of contact only for levels up to 13.8 mm, between the 3 mm step
+    # grid's 12 and 15 mm. The highest level that can leave min_contact_m is searched too.
+    from humanoid_inspection.affordance.wall_grasps import WallGraspParams, find_wall_grasps
+    hm = _spoked_hub(6, np.radians(spoke_yaw_deg))
+    p = WallGraspParams()
+    assert find_wall_grasps(hm, dataclasses.replace(p, top_level=False), (0.0, 0.0)) == []
+    grasps = find_wall_grasps(hm, p, (0.0, 0.0))
+    assert grasps
+    for g in grasps:
+        assert g.kind == 'raised' and np.hypot(*g.centre_ab) < 0.0183      # across the boss
+        assert g.tip_height_m >= 0.0103 + p.tip_clearance_m - 1e-6        # above the spokes
+        assert g.top_m - g.tip_height_m >= p.min_contact_m - 1e-9
+        assert g.width_m + p.opening_margin_m <= p.max_opening_m

@@ -67,6 +67,7 @@ class GraspConfig:
     wall_grasps: bool = True
     wall_opening_margin_m: float = 0.01
     max_wall_candidates: int = 6
+    wall_top_level: bool = True     # WallGraspParams.top_level (off: the step grid only)
     min_contact_m: float = 0.005
     height_map_cell_m: float = 0.002
 
@@ -78,7 +79,7 @@ class GraspConfig:
             finger_thickness_m=self.finger_thickness_m,
             fingertip_below_tcp_m=self.fingertip_below_tcp_m,
             tip_clearance_m=self.tip_clearance_m, min_contact_m=self.min_contact_m,
-            max_candidates=self.max_wall_candidates)
+            max_candidates=self.max_wall_candidates, top_level=self.wall_top_level)
 
     def lowest_tcp(self, under_fingers_m: float = 0.0) -> float:
         """Lowest TCP height above the plane that keeps the fingertips clear of a surface."""

@@ -11,7 +11,8 @@ on the object's height map (affordance/height_map.py):
    +-finger_width/2 across the line), used for collisions, and the height held over a third of
    the finger width in one piece (cv2.erode then cv2.dilate across the line), used for the
    gripped material (so a ragged edge of a long web does not make a graspable stub).
-2. Runs: at each level z (from the tip clearance up in `level_step_m` steps) a run is a stretch
+2. Runs: at each level z (from the tip clearance up in `level_step_m` steps, and the highest
+   level that leaves `min_contact_m` of the object's top above the tips) a run is a stretch
    of a gripped-material profile higher than z: the material the fingers would squeeze. All
    levels and lines of one direction are handled in one array pass.
 3. Landing zones: on both sides of the run, over the finger thickness from `pad_gap_m` beside
@@ -63,6 +64,7 @@ class WallGraspParams:
     level_step_m: float = 0.003
     nms_distance_m: float = 0.015
     max_candidates: int = 6
+    top_level: bool = True              # also the highest level that leaves min_contact_m
 
 
 @dataclass
@@ -122,7 +124,16 @@ def find_wall_grasps(hm: HeightMap, params: Optional[WallGraspParams] = None,
         if hm.occupied.any() else 0.0
     if not np.isfinite(occupied_top):
         return []
-    levels = np.arange(p.tip_clearance_m, occupied_top - p.min_contact_m + 1e-9, p.level_step_m)
+    top_level = occupied_top - p.min_contact_m
+    levels = np.arange(p.tip_clearance_m, top_level + 1e-9, p.level_step_m)
+    if p.top_level and top_level >= p.tip_clearance_m and \
+            (not len(levels) or top_level - levels[-1] > 1e-4):
+        # the step grid can miss the one band where a tall feature is held: seed-7
+        # hub-007001's boss (18.8 mm) between spokes (10.3 mm) needs tips at 13.3 mm and a
+        # level up to 13.8 mm (its top less min_contact_m); the grid's 12 mm is too low for
+        # the tips and 15 mm too high for the contact, so in 13 of 57 poses the hub had no
+        # grasp at all
+        levels = np.append(levels, top_level)
     oy, ox = np.nonzero(hm.occupied)
     object_radius = max(cell, float(np.max(np.hypot((ox - hm.half) * cell - centre_ab[0],
                                                     (oy - hm.half) * cell - centre_ab[1]))))
