@@ -227,15 +227,20 @@ class Cell:
         return out
 
 
-def try_part(seed, parts, index, max_attempts=3, verbose=True, pose=None, baseline=False):
+def try_part(seed, parts, index, max_attempts=3, verbose=True, pose=None, baseline=False,
+             grasp_changes=None):
     """Fresh cell; pick part `index` (detection nearest to it) into the fixture.
 
     pose: optional (x, y, yaw) world pose the part is moved to first (a part pushed aside).
+    grasp_changes: optional GraspConfig fields to change (another bench's baseline).
     """
     from humanoid_inspection.affordance.grasp import grasps_for_detection, to_frame
     from humanoid_inspection.cell.places import pose_from_quaternion
     from humanoid_inspection.manipulation.pick_place import GraspCandidate
     cell = Cell(seed, parts, baseline=baseline)
+    if grasp_changes:
+        import dataclasses
+        cell.grasp_cfg = dataclasses.replace(cell.grasp_cfg, **grasp_changes)
     part = cell.sim.scene.parts[index]
     if pose is not None:
         cell.sim.set_part_pose(part.part_id, (pose[0], pose[1], cell.cell.table.top_z + 0.0005),
