@@ -213,3 +213,44 @@ def test_cancel_sends_a_hold(launch_nodes, ros_client):
         wait_for(lambda: len(received[-1].points) == 1, 5.0, what='hold trajectory')
     finally:
         states.stop()
+
+
+def test_a_rest_asked_again_while_one_runs_waits_for_it(launch_nodes, ros_client):
+    # cell_manager sends a rest again when its reply does not come (a reply lost in DDS
+    # discovery, nodes/service_calls.py). If the first rest is only slow, the second must not
+    # be refused ("busy") while the arms still move: it waits, then answers from where they are.
+    # This robot never moves, so each rest ends when its execution times out.
+    from std_srvs.srv import Trigger
+    from trajectory_msgs.msg import JointTrajectory
+    stack = launch_nodes(['manipulation'], params=FAST)
+    node = ros_client.node
+    states = JointStatePublisher(node)
+    roll = list(states.msg.name).index('left_wrist_roll')
+    positions = list(states.msg.position)
+    positions[roll] += 0.5                  # the left wrist 0.5 rad from the ready pose
+    states.msg.position = positions
+    sent = []
+    node.create_subscription(JointTrajectory, 'left_arm_controller/joint_trajectory',
+                             lambda m: sent.append(time.monotonic()), 10)
+    try:
+        rest = node.create_client(Trigger, 'manipulation/rest')
+        assert rest.wait_for_service(timeout_sec=30.0), 'manipulation/rest not served'
+        wait_for(lambda: states.pub.get_subscription_count() > 0, 10.0, what='subscriber')
+        time.sleep(0.3)
+        done = {}
+        first = rest.call_async(Trigger.Request())
+        first.add_done_callback(lambda _f: done.setdefault('first', time.monotonic()))
+        wait_for(lambda: sent or first.done(), 30.0, what="the first rest's trajectory")
+        assert sent, first.result().message if first.done() else "no trajectory"
+        second = rest.call_async(Trigger.Request())
+        second.add_done_callback(lambda _f: done.setdefault('second', time.monotonic()))
+        a = ros_client.wait_future(first, 60.0)
+        b = ros_client.wait_future(second, 60.0)
+        stack.check_alive()
+        assert not a.success and 'EXECUTION' in a.message, a.message     # it never got there
+        assert 'running' not in b.message and 'pick_place' not in b.message, b.message
+        assert done['second'] > done['first']
+        # the second planned and sent its own motion after the first had ended
+        assert any(t > done['first'] - 0.05 for t in sent[1:]), (sent, done)
+    finally:
+        states.stop()

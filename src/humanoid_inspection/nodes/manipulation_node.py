@@ -15,7 +15,10 @@ Thin ROS wrapper around humanoid_inspection.manipulation (docs/manipulation.md):
 - srv ``manipulation/rest`` (std_srvs/Trigger): both arms to the ready pose (the standing pose of
   config/cell.yaml) along collision-checked joint paths; a hand that touches the cell first
   opens and retreats straight back/up. After a failed grasp or execution the pick_place goal
-  does that release + retreat itself (``release_on_failure``) before returning;
+  does that release + retreat itself (``release_on_failure``) before returning. A rest asked
+  again while one still runs (a caller whose reply was lost sends it again,
+  nodes/service_calls.py) waits for it (up to ``rest_wait_s``) and then answers from where the
+  arms are, instead of being refused; a rest asked while a pick_place goal runs is refused;
 - pubs ``<left|right>_arm_controller/joint_trajectory``, ``<left|right>_gripper_controller/
   joint_trajectory``, ``waist_controller/joint_trajectory`` (trajectory_msgs/JointTrajectory,
   stamp 0 = start now).
@@ -119,6 +122,8 @@ PARAMS = (
     Param('release_on_failure', True, 'after a failed grasp / execution: open the gripper and '
           'retreat the hand straight back or up'),
     Param('rest_timeout_s', 2.0, 'OMPL budget per arm of a rest motion (s)', 0.01, 60.0),
+    Param('rest_wait_s', 120.0, 'a rest asked while another rest runs waits this long for it '
+          '(s)', 0.0, 600.0),
     Param('seed', 0, 'random seed of IK restarts and OMPL (-1 = random)', -1, 2 ** 31 - 1),
 )
 
@@ -216,6 +221,7 @@ class ManipulationNode(Node):
         self._positions_time: Optional[float] = None
         self._estop = False
         self._busy = threading.Lock()
+        self._resting = False           # the holder of _busy is a rest (see _on_rest)
         self._plan_lock = threading.Lock()
 
         sensor_group = MutuallyExclusiveCallbackGroup()
@@ -403,9 +409,16 @@ class ManipulationNode(Node):
             response.message = 'safety/estop is active'
             return response
         if not self._busy.acquire(blocking=False):
-            response.message = 'a pick_place goal is executing'
-            return response
+            # the same rest asked again (its reply lost in DDS): wait for the one running
+            if not (self._resting and self._busy.acquire(timeout=self.p['rest_wait_s'])):
+                response.message = ('a rest motion is still running' if self._resting
+                                    else 'a pick_place goal is executing')
+                return response
+        self._resting = True
         try:
+            if self._estop:             # set while this call waited for the running rest
+                response.message = 'safety/estop is active'
+                return response
             q0, why = self._start_state()
             if q0 is None:
                 response.message = f'no start state: {why}'
@@ -427,6 +440,7 @@ class ManipulationNode(Node):
                                 f'{planning * 1e3:.0f} ms)' if response.success
                                 else f'{code.name}: {message}')
         finally:
+            self._resting = False
             self._busy.release()
         if response.success:
             self.get_logger().info(f'rest: {response.message}')
