@@ -229,6 +229,14 @@ def rpy_to_matrix(rpy: Sequence[float]) -> np.ndarray:
     ])
 
 
+def xy_in_frame(point_xy: Sequence[float], origin_xy: Sequence[float],
+                yaw: float) -> np.ndarray:
+    """A world point's (x, y) in the planar frame at origin_xy turned by yaw (rad)."""
+    d = np.asarray(point_xy, float)[:2] - np.asarray(origin_xy, float)[:2]
+    c, s = math.cos(yaw), math.sin(yaw)
+    return np.array([c * d[0] + s * d[1], -s * d[0] + c * d[1]])
+
+
 # ----------------------------------------------------------------------------- file lookup
 
 def default_cell_path() -> Path:

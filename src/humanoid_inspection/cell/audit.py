@@ -14,6 +14,8 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
+from humanoid_inspection.cell_geometry import xy_in_frame
+
 # how far (m) a part's origin may lie outside a place's footprint and above its surface and
 # still be "there": a part is released above a bin and can come to rest against its wall, and
 # one set down on the fixture or tray may slide a little
@@ -46,9 +48,7 @@ class Area:
     def holds(self, position) -> bool:
         """Whether a part origin at position (world, m) lies in this place."""
         p = np.asarray(position, float)
-        d = p[:2] - np.asarray(self.centre_xy, float)[:2]
-        c, s = np.cos(-self.yaw), np.sin(-self.yaw)
-        local = np.array([c * d[0] - s * d[1], s * d[0] + c * d[1]])
+        local = xy_in_frame(p, self.centre_xy, self.yaw)
         half = np.asarray(self.size_xy, float)[:2] / 2.0 + FOOTPRINT_MARGIN_M
         return bool(np.all(np.abs(local) <= half) and
                     self.surface_z - BELOW_SURFACE_M <= p[2] <= self.surface_z + ABOVE_SURFACE_M)

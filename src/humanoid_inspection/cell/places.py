@@ -16,6 +16,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from humanoid_inspection.cell.cycle import Grasp
+from humanoid_inspection.cell_geometry import xy_in_frame
 
 DESTINATIONS = ('fixture', 'accept_bin', 'reject_bin', 'review')
 
@@ -201,9 +202,7 @@ class PickArea:
     def reason_outside(self, position_base) -> str:
         """'' when a base-frame point lies in the pick area, else why not."""
         p = self.world_T_base @ np.r_[np.asarray(position_base, float)[:3], 1.0]
-        c, s = np.cos(-self.table_yaw), np.sin(-self.table_yaw)
-        d = p[:2] - self.table_xy
-        local = np.array([c * d[0] - s * d[1], s * d[0] + c * d[1]])
+        local = xy_in_frame(p, self.table_xy, self.table_yaw)
         if np.any(np.abs(local) > self.table_half):
             return 'not on the table'
         for centre, half in self.excluded:
