@@ -45,6 +45,20 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = 'con
         time.sleep(interval)
 
 
+def lose_replies(service, lose) -> None:
+    """Make an in-process rclpy Service drop the replies for which lose(response) is true.
+
+    rclpy's Service.send_response is swapped for one that does not send those: what a client
+    sees when Fast DDS drops a reply while discovery completes (nodes/service_calls.py).
+    """
+    send = service.send_response
+
+    def send_response(response, header):
+        if not lose(response):
+            send(response, header)
+    service.send_response = send_response
+
+
 @pytest.fixture
 def ros_domain_id():
     """A ROS_DOMAIN_ID for this test alone."""

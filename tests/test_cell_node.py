@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import wait_for
+from conftest import lose_replies, wait_for
 
 pytestmark = pytest.mark.ros
 
@@ -92,14 +92,13 @@ class FakeCellServers:
         self.rest_replies_lost = 0        # replies to drop, as Fast DDS does in discovery
         rest = node.create_service(Trigger, 'manipulation/rest', self._rest,
                                    callback_group=group)
-        send_reply = rest.send_response
+        lose_replies(rest, self._lose_rest_reply)
 
-        def maybe_lose(response, header):
-            if self.rest_replies_lost > 0:
-                self.rest_replies_lost -= 1
-                return
-            send_reply(response, header)
-        rest.send_response = maybe_lose
+    def _lose_rest_reply(self, _response) -> bool:
+        if self.rest_replies_lost > 0:
+            self.rest_replies_lost -= 1
+            return True
+        return False
 
     def _rest(self, _request, response):
         self.rest_calls += 1

@@ -5,14 +5,15 @@ import time
 
 import pytest
 
+from conftest import lose_replies
+
 pytestmark = pytest.mark.ros
 
 
 class _DroppingServer:
     """A Trigger service in the test's process that loses the replies to its first requests.
 
-    The lost reply is made by not sending it (rclpy's Service.send_response swapped for a
-    no-op on those requests): what a client sees when Fast DDS drops a reply in discovery.
+    The lost reply is made by not sending it (conftest.lose_replies).
     """
 
     def __init__(self, node, name, drop_first: int, serve_s: float = 0.0):
@@ -24,13 +25,8 @@ class _DroppingServer:
         self._lock = threading.Lock()
         self.service = node.create_service(Trigger, name, self._on_call,
                                            callback_group=ReentrantCallbackGroup())
-        real_send = self.service.send_response
-
-        def send_response(response, header):
-            if int(response.message.rsplit('#', 1)[1]) > self.drop_first:
-                real_send(response, header)
-
-        self.service.send_response = send_response
+        lose_replies(self.service,
+                     lambda r: int(r.message.rsplit('#', 1)[1]) <= self.drop_first)
 
     def _on_call(self, _request, response):
         with self._lock:
