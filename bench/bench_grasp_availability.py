@@ -111,7 +111,8 @@ def main(argv=None) -> int:
     if not args.yaw_step > 0:
         parser.error('--yaw-step must be > 0')
     yaws = list(np.arange(-args.yaw_range, args.yaw_range + 1e-9, args.yaw_step))
-    ids = [p.part_id for p in Cell(args.seed, args.parts).sim.scene.parts]
+    unused = [Cell(args.seed, args.parts)]      # the first part's sweep starts from this one
+    ids = [p.part_id for p in unused[0].sim.scene.parts]
     if args.only:
         wanted = args.only.split(',')
         unknown = sorted(set(wanted) - set(ids))
@@ -120,7 +121,7 @@ def main(argv=None) -> int:
         ids = [i for i in ids if i in wanted]
     results, t0 = [], time.perf_counter()
     for n, part_id in enumerate(ids, 1):
-        cell = Cell(args.seed, args.parts)
+        cell = unused.pop() if unused else Cell(args.seed, args.parts)
         baseline_cfg = dataclasses.replace(cell.grasp_cfg, wall_top_level=False)
         rows = sweep_part(cell, part_id, yaws, baseline_cfg)
         seen = [r for r in rows if 'candidates' in r]
