@@ -200,3 +200,14 @@ def test_separate_peak_splits_two_touching_pores_not_one():
     assert not separate_peak(one, 1.0, (23, 20), (20, 20), 3.0, 0.8)      # same pore's flank
     assert not separate_peak(two, 1.0, (26, 20), (20, 20), 3.0, 0.0)      # disabled
     assert not separate_peak(two, 1.0, (21, 20), (20, 20), 3.0, 0.8)      # too close
+
+
+def test_predict_sides_channels_last_answers_what_the_plain_forward_pass_does():
+    # predict_sides runs the refiner channels-last for speed; the sides must not change
+    torch.manual_seed(3)
+    model = BoxRefiner(width=8).eval()
+    x = np.random.default_rng(3).normal(size=(5, REFINE_CHANNELS, REFINE_PX, REFINE_PX))
+    x = x.astype(np.float32)
+    with torch.inference_mode():
+        plain = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(predict_sides(model, x, 1), plain, rtol=1e-5, atol=1e-5)
