@@ -14,7 +14,7 @@ from humanoid_inspection.xray.detector import (
     DEFAULT_DETECTOR, InspectionCancelled, make_detector)
 from humanoid_inspection.xray.detector_cnn import (
     BOX_LOG_OFFSET, CLASSES, DEFAULT_WEIGHTS, CnnDetector, PatchNet, boxes_from_distances,
-    load_model, nms, save_model)
+    load_model, nms, polarity_consistent, save_model)
 from humanoid_inspection.xray.train_cli import IGNORE, dihedral, simulate_training_set
 from test_xray_candidates import pore_on_a_flank, wall_plate_radiograph
 from test_xray_detector import make_test_radiograph
@@ -77,6 +77,44 @@ def test_detections_that_end_with_the_same_box_are_reported_once(monkeypatch):
     monkeypatch.setattr(detector_cnn, 'refine_small_boxes', same_box)
     (only,) = det.detect(image, 0.1, 1.0)
     assert only.confidence == pytest.approx(max(d.confidence for d in found))
+
+
+def test_polarity_moves_the_kinds_physics_rules_out_to_background():
+    #                  background gas  shrink crack inclusion
+    probs = np.array([[0.1, 0.2, 0.1, 0.0, 0.6],       # bright: cannot be an inclusion
+                      [0.1, 0.2, 0.1, 0.0, 0.6],       # dark: can only be one
+                      [0.5, 0.0, 0.0, 0.0, 0.5]], np.float32)
+    before = probs.copy()
+    out = polarity_consistent(probs, np.array([True, False, True]))
+    np.testing.assert_allclose(out, [[0.7, 0.2, 0.1, 0.0, 0.0],
+                                     [0.4, 0.0, 0.0, 0.0, 0.6],
+                                     [1.0, 0.0, 0.0, 0.0, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(out.sum(1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(probs, before)          # the caller's array is left alone
+
+
+def test_a_bright_indication_is_never_reported_as_an_inclusion(monkeypatch):
+    from humanoid_inspection.xray import detector_cnn
+    image, _ = make_test_radiograph((256, 256), seed=35, voids=[(70, 180, 8)],
+                                    inclusions=[(190, 60, 6)])
+    det = CnnDetector(min_score=0.05)
+    real_predict = detector_cnn.predict
+
+    def says_inclusion(model, patches, **kw):
+        """The real network's boxes, but 'inclusion' at 0.8 (and a pore at 0.2) for every
+        candidate, bright or dark."""
+        probs, boxes = real_predict(model, patches, **kw)
+        probs[:] = [0.0, 0.2, 0.0, 0.0, 0.8]
+        return probs, boxes
+
+    monkeypatch.setattr(detector_cnn, 'predict', says_inclusion)
+    found = det.detect(image, 0.1, 1.0)
+    bright = [d for d in found if d.contrast < 0]
+    dark = [d for d in found if d.contrast > 0]
+    assert bright and dark
+    # the void's candidates keep only the pore's share; the inclusion's keep theirs
+    assert all(d.kind == 'gas_porosity' and d.confidence == pytest.approx(0.2) for d in bright)
+    assert all(d.kind == 'inclusion' and d.confidence == pytest.approx(0.8) for d in dark)
 
 
 def test_two_boxes_of_one_kind_over_one_defect_are_reported_once():

@@ -33,6 +33,12 @@ from humanoid_inspection.xray.reference import (
 # docs/xray_inspection.md "Eighth round"; with blob candidates since the "Eleventh round"):
 # the base of 'cnn+reference'
 REFERENCE_WEIGHTS = Path(__file__).resolve().parent / 'models' / 'adr_patchnet_reference.pt'
+# whether that network's detections drop the kinds their polarity rules out
+# (detector_cnn.polarity_consistent). Off: on the 90 strayed validation radiographs (seeds
+# 50000.., 1 mm / 1 deg / 2 % kV / 0.3 % size) it lowered AP50 0.683 -> 0.680, AP50 >= 1 mm
+# 0.855 -> 0.850, AP50:95 0.473 -> 0.459 and per-class mAP50 0.720 -> 0.697 at the same
+# recall and false alarms (27 Nov); the image-only network gains from it
+REFERENCE_POLARITY_RULE = False
 # its lowest candidate |z| (the threshold it was trained with). Chosen on validation (90
 # strayed radiographs, 3.5 / 3.0 / 2.5: AP50 0.643 / 0.652 / 0.668, recall >= 1 mm at <= 0.2
 # false alarms per image 0.847 / 0.847 / 0.856)
@@ -208,5 +214,6 @@ def reference_base(name: str = 'default'):
     with _BASES_LOCK:
         if key not in _BASES:
             from humanoid_inspection.xray.detector_cnn import CnnDetector
-            _BASES[key] = CnnDetector(weights=REFERENCE_WEIGHTS, min_peak=REFERENCE_MIN_PEAK)
+            _BASES[key] = CnnDetector(weights=REFERENCE_WEIGHTS, min_peak=REFERENCE_MIN_PEAK,
+                                      polarity_rule=REFERENCE_POLARITY_RULE)
         return _BASES[key]
