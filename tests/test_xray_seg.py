@@ -215,3 +215,30 @@ def test_committed_weights_are_small_and_record_their_command():
     assert model.meta['images'] == 1000 and model.meta['epochs'] == 16
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     assert isinstance(make_detector('seg'), SegDetector)
+
+
+def test_bfloat16_only_where_the_cpu_has_bf16_units(monkeypatch):
+    # emulated bf16 (an AVX2-only CPU) ran the network ~6x slower than float32
+    for probe in ('_is_amx_tile_supported', '_is_avx512_bf16_supported'):
+        monkeypatch.setattr(torch.cpu, probe, lambda: False, raising=False)
+    assert not seg.native_bf16()
+    assert not seg.SegDetector().bf16
+    monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda: True, raising=False)
+    assert seg.native_bf16()
+    assert seg.SegDetector().bf16
+    assert not seg.SegDetector(bf16=False).bf16        # an explicit choice stands
+
+    used = []
+    real_autocast = torch.autocast
+
+    def recording_autocast(device, dtype=None, enabled=True, **kw):
+        used.append(enabled)
+        return real_autocast(device, dtype=dtype, enabled=enabled, **kw)
+
+    monkeypatch.setattr(torch, 'autocast', recording_autocast)
+    model = seg.SegNet(width=4).eval()
+    inputs = np.zeros((model.config['in_channels'], 32, 32), np.float32)
+    seg.predict_maps(model, inputs)
+    monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda: False, raising=False)
+    seg.predict_maps(model, inputs)
+    assert used == [True, False]
