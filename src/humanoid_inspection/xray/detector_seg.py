@@ -222,7 +222,8 @@ def native_bf16() -> bool:
     """Whether this CPU has the bfloat16 units oneDNN runs bf16 convolutions on (AMX or
     AVX-512 BF16). Without them bf16 is emulated: on an AVX2-only CPU (this project's 2-core
     machine since 27 Nov) the seg network took ~950 ms per 1024² radiograph in bf16 against
-    ~150 ms in float32, while on a CPU with them bf16 was the faster (~25 vs ~75 ms)."""
+    ~150 ms in float32 (the whole detector), while on a CPU with them bf16 was the faster
+    (the network alone on a whole 1024² image: ~25 vs ~75 ms)."""
     cpu = getattr(torch, 'cpu', None)
     for name in ('_is_amx_tile_supported', '_is_avx512_bf16_supported'):
         probe = getattr(cpu, name, None)
