@@ -197,6 +197,23 @@ def reference_front_end(fe: FrontEnd, reference: PartReference,
     return front_end_with_reference(fe, estimate.log_reference, params), estimate, None
 
 
+def reference_cnn(weights=None, min_peak=None):
+    """A 'cnn' detector to run against a reference: the reference-trained network
+    (REFERENCE_WEIGHTS) with its own candidate threshold (REFERENCE_MIN_PEAK) and polarity
+    rule (REFERENCE_POLARITY_RULE), or, given other weights (e.g. the image-only ones), those
+    with detector_cnn's defaults. min_peak overrides the threshold either way.
+
+    Raises:
+        FileNotFoundError: the weights are missing.
+    """
+    from humanoid_inspection.xray.detector_cnn import MIN_PEAK, CnnDetector
+    if weights is None:
+        return CnnDetector(weights=REFERENCE_WEIGHTS,
+                           min_peak=REFERENCE_MIN_PEAK if min_peak is None else min_peak,
+                           polarity_rule=REFERENCE_POLARITY_RULE)
+    return CnnDetector(weights=weights, min_peak=MIN_PEAK if min_peak is None else min_peak)
+
+
 def reference_base(name: str = 'default'):
     """The base detector '<name>+reference' runs on: for 'cnn' (and 'default', which is
     'cnn') the PatchNet trained against registered references (REFERENCE_WEIGHTS) with its
@@ -213,7 +230,5 @@ def reference_base(name: str = 'default'):
         return get_detector(key)
     with _BASES_LOCK:
         if key not in _BASES:
-            from humanoid_inspection.xray.detector_cnn import CnnDetector
-            _BASES[key] = CnnDetector(weights=REFERENCE_WEIGHTS, min_peak=REFERENCE_MIN_PEAK,
-                                      polarity_rule=REFERENCE_POLARITY_RULE)
+            _BASES[key] = reference_cnn()
         return _BASES[key]

@@ -228,11 +228,9 @@ def item_detector(detector_name: str, item: dict, reference_base=None):
 def reference_base_detector(detector_name: str, weights=None, min_peak=None):
     """The base detector of a '<base>+reference' name built with other weights or another
     lowest candidate |z| (xray-eval --reference-weights / --reference-min-peak), or None
-    when neither is given (detector_reference.reference_base is used). Without weights the
-    reference-trained ones (REFERENCE_WEIGHTS); without min_peak REFERENCE_MIN_PEAK for
-    those, detector_cnn.MIN_PEAK for any other weights (e.g. the image-only 'cnn' ones);
-    the polarity rule off for the reference-trained weights (REFERENCE_POLARITY_RULE), on
-    for any other.
+    when neither is given (detector_reference.reference_base is used); built by
+    detector_reference.reference_cnn (the reference-trained weights with their own settings
+    unless other weights are given).
 
     Raises:
         ValueError: options for a detector that takes none. FileNotFoundError: no weights.
@@ -244,14 +242,8 @@ def reference_base_detector(detector_name: str, weights=None, min_peak=None):
     if base not in ('cnn', 'default'):
         raise ValueError('--reference-weights and --reference-min-peak apply to '
                          f"'cnn+reference' only, not to '{detector_name}'")
-    from humanoid_inspection.xray.detector_cnn import MIN_PEAK, CnnDetector
-    from humanoid_inspection.xray.detector_reference import (
-        REFERENCE_MIN_PEAK, REFERENCE_POLARITY_RULE, REFERENCE_WEIGHTS)
-    if min_peak is None:
-        min_peak = REFERENCE_MIN_PEAK if weights is None else MIN_PEAK
-    return CnnDetector(weights=REFERENCE_WEIGHTS if weights is None else weights,
-                       min_peak=min_peak,
-                       polarity_rule=REFERENCE_POLARITY_RULE if weights is None else True)
+    from humanoid_inspection.xray.detector_reference import reference_cnn
+    return reference_cnn(weights, min_peak)
 
 
 def pose_error_summary(estimates) -> dict:
