@@ -43,8 +43,18 @@ fi
 mkdir -p "$STAMPS"
 req_hash=$(hash_of requirements.txt)
 if [ "$(cat "$STAMPS/requirements" 2>/dev/null)" != "$req_hash" ]; then
-  log "installing pinned requirements (first run: about 2 minutes)"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt
+  # The pinned set fills about 2.5 GiB of .venv (torch 0.75, pinocchio's cmeel prefix 0.38,
+  # spekpy 0.2); pip also unpacks into TMPDIR. A full disk would otherwise end the install
+  # half-way with pip's "[Errno 28] No space left on device" and a venv that is neither old nor new.
+  need_mib="${SETUP_NEED_MIB:-3072}"
+  free_mib=$(df -Pm "$VENV" | awk 'NR==2 {print $4}')
+  if [ -n "$free_mib" ] && [ "$free_mib" -lt "$need_mib" ]; then
+    log "error: the pinned requirements need about ${need_mib} MiB free on the disk of $VENV;" \
+      "only ${free_mib} MiB are free. Free some space (or set SETUP_NEED_MIB) and run again."
+    exit 1
+  fi
+  log "installing pinned requirements (first run: about 2 minutes, ~2.5 GiB)"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-cache-dir -r requirements.txt
   echo "$req_hash" >"$STAMPS/requirements"
   rm -f "$STAMPS/cmake_paths"
 fi

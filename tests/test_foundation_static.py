@@ -3,6 +3,8 @@
 import ast
 import configparser
 import importlib
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,19 @@ def test_interface_fields_are_documented(path):
             undocumented.append(field)
     assert not undocumented, f'{path.name}: fields without a comment: {undocumented}'
     assert path.read_text().lstrip().startswith('#'), f'{path.name}: needs a header comment'
+
+
+def test_setup_refuses_a_full_disk_before_installing_anything(tmp_path):
+    """A disk without room for the pinned requirements stops setup.sh at once, with a message
+    that says how much is needed and free, instead of pip's Errno 28 half-way through."""
+    (tmp_path / 'scripts').mkdir()
+    for name in ('scripts/setup.sh', 'requirements.txt'):
+        (tmp_path / name).write_bytes((ROOT / name).read_bytes())
+    proc = subprocess.run(['bash', str(tmp_path / 'scripts' / 'setup.sh')], cwd=tmp_path,
+                          env={**os.environ, 'SETUP_NEED_MIB': str(10 ** 9)},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert 'need about 1000000000 MiB free' in proc.stdout
+    assert 'MiB are free' in proc.stdout
+    site = list((tmp_path / '.venv').glob('lib/python*/site-packages'))
+    assert site and not list(site[0].glob('numpy*')), 'nothing was installed'
